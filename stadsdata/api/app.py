@@ -1,0 +1,232 @@
+"""The ASGI application: ``create_app(settings)`` wires store, service and routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from stadsdata.api.serialize import Serializer
+from stadsdata.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    STAError,
+    UnsupportedMediaType,
+)
+from stadsdata.model.entities import Registry, sensing_registry
+from stadsdata.model.values import format_value
+from stadsdata.query.ast import QueryOptions
+from stadsdata.query.options import parse_options
+from stadsdata.query.path import ResourcePath, parse_path
+from stadsdata.query.plan import Paging
+from stadsdata.service import Service
+from stadsdata.settings import Settings
+from stadsdata.store.base import Collection, Entity
+from stadsdata.store.sqlite import SQLiteStore
+
+log = logging.getLogger(__name__)
+
+VERSION_PATH = "/v1.1"
+CONFORMANCE = (
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel",
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities",
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/create-update-delete",
+)
+JSON_TYPES = ("application/json",)
+JSON_PATCH = "application/json-patch+json"
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def error_response(exc: STAError) -> Response:
+    headers = {"Allow": ", ".join(exc.allow)} if isinstance(exc, MethodNotAllowed) else None
+    return json_response(exc.to_json(), exc.status, headers)
+
+
+class Api:
+    """The request handlers, bound to one service."""
+
+    def __init__(self, settings: Settings, registry: Registry, service: Service) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.service = service
+
+    def base_url(self, request: Request) -> str:
+        if self.settings.base_url:
+            return self.settings.base_url.rstrip("/")
+        return str(request.base_url).rstrip("/") + VERSION_PATH
+
+    async def root(self, request: Request) -> Response:
+        base = self.base_url(request)
+        return json_response(
+            {
+                "value": [{"name": t.set_name, "url": f"{base}/{t.set_name}"} for t in self.registry],
+                "serverSettings": {"conformance": list(CONFORMANCE)},
+            }
+        )
+
+    async def body(self, request: Request, allowed: tuple[str, ...] = JSON_TYPES) -> tuple[Any, str]:
+        """The parsed JSON body and its media type; 413/415/400 when it is too big, not JSON, or malformed."""
+        ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if ctype not in allowed:
+            raise UnsupportedMediaType(
+                f"unsupported Content-Type {ctype!r}; send {' or '.join(allowed)}", content_type=ctype
+            )
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"the request body is larger than the limit of {limit} bytes")
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the request body is larger than the limit of {limit} bytes")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        if not raw.strip():
+            raise BadRequest("the request body is empty; send a JSON object", field="body")
+        try:
+            return orjson.loads(raw), ctype
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(
+                f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                field="body",
+                position=exc.pos,
+            ) from None
+
+    async def resource(self, request: Request) -> Response:
+        path = parse_path(self.registry, request.path_params["path"])
+        method = request.method
+        if method == "GET" or method == "HEAD":
+            return await self.get(request, path)
+        if path.ref:
+            if method in ("POST", "PUT"):
+                body, _ = await self.body(request)
+                if method == "POST" and not path.is_collection:
+                    raise MethodNotAllowed("add links with POST to a collection's $ref", allow=("GET", "PUT", "DELETE"))
+                if method == "PUT" and path.is_collection:
+                    raise MethodNotAllowed(
+                        "set a single link with PUT, add to a collection with POST", allow=("GET", "POST")
+                    )
+                await self.service.add_ref(path, body, self.base_url(request))
+                return Response(status_code=204)
+            if method == "DELETE":
+                await self.service.remove_ref(path)
+                return Response(status_code=204)
+            raise MethodNotAllowed(f"{method} is not supported on $ref", allow=("GET", "POST", "PUT", "DELETE"))
+        base = self.base_url(request)
+        serializer = Serializer(self.registry, base)
+        if method == "POST":
+            body, _ = await self.body(request)
+            created = await self.service.create(path, body)
+            doc = serializer.entity(path.target, created)
+            return json_response(doc, 201, {"Location": doc["@iot.selfLink"]})
+        if method in ("PATCH", "PUT"):
+            allowed = (*JSON_TYPES, JSON_PATCH) if method == "PATCH" else JSON_TYPES
+            body, ctype = await self.body(request, allowed)
+            mode = "json-patch" if ctype == JSON_PATCH else "patch" if method == "PATCH" else "put"
+            updated = await self.service.update(path, body, mode)  # type: ignore[arg-type]
+            return json_response(serializer.entity(path.target, updated))
+        if method == "DELETE":
+            await self.service.delete(path)
+            return Response(status_code=200)
+        raise MethodNotAllowed(
+            f"{method} is not supported; use GET, POST, PATCH, PUT or DELETE",
+            allow=("GET", "POST", "PATCH", "PUT", "DELETE"),
+        )
+
+    async def get(self, request: Request, path: ResourcePath) -> Response:
+        params = dict(request.query_params)
+        options = parse_options(params)
+        if path.property is not None:
+            options = QueryOptions(select=(path.property.name,))
+        elif path.ref:
+            options = QueryOptions(
+                filter=options.filter,
+                orderby=options.orderby,
+                top=options.top,
+                skip=options.skip,
+                count=options.count,
+                select=("@iot.id",),
+            )
+        result = await self.service.read(path, options)
+        base = self.base_url(request)
+        serializer = Serializer(self.registry, base)
+        data = result.data
+        if path.property is not None:
+            assert isinstance(data, Entity)
+            value = data.values.get(path.property.name)
+            shown = None if value is None else format_value(path.property.kind, value)
+            if path.value:
+                if shown is None:
+                    return Response(status_code=204)
+                text = shown if isinstance(shown, str) else orjson.dumps(shown).decode()
+                return Response(text, media_type="text/plain")
+            return json_response({path.property.name: shown})
+        if path.ref:
+            return json_response(serializer.refs(path.target, data))
+        if isinstance(data, Collection):
+            next_link = None
+            if data.more:
+                params["$top"] = str(result.plan.top)
+                params["$skip"] = str(result.plan.skip + result.plan.top)
+                next_link = f"{base}/{path.text()}?{urlencode(params, safe='$', quote_via=quote)}"
+            return json_response(serializer.collection(result.plan, data, next_link))
+        return json_response(serializer.entity(path.target, data, result.plan))
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The application for ``settings``; opens (and migrates) the store."""
+    settings = settings or Settings()
+    registry = sensing_registry()
+    store = SQLiteStore(settings.db, registry, synchronous=settings.synchronous)
+    service = Service(registry, store, Paging(settings.default_top, settings.max_top))
+    api = Api(settings, registry, service)
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse(VERSION_PATH)
+
+    async def sta_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, STAError)
+        return error_response(exc)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error for %s %s", request.method, request.url.path, exc_info=exc)
+        return json_response({"code": "internal-error", "message": "the server failed to handle this request"}, 500)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error_response(NotFound(f"there is nothing at {request.url.path}; the API is at {VERSION_PATH}"))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await store.close()
+
+    methods = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"]
+    app = Starlette(
+        routes=[
+            Route("/", home),
+            Route(VERSION_PATH, api.root),
+            Route(VERSION_PATH + "/", api.root),
+            Route(VERSION_PATH + "/{path:path}", api.resource, methods=methods),
+        ],
+        exception_handlers={STAError: sta_error, Exception: server_error, 404: not_found},
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.store = store
+    app.state.settings = settings
+    return app

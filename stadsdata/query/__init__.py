@@ -1,0 +1,1 @@
+"""Parse, type-check and plan SensorThings requests; no SQL here."""

@@ -1,0 +1,184 @@
+"""The planner: resource path + query options + access policy → a read plan.
+
+The plan is the only thing the stores see of a read request. It is checked
+against the registry here, so the stores can compile it without checks of
+their own. The access policy is applied here, once, for the target entity
+set, every step of the path and every ``$expand``: every path to data
+passes through ``plan_read``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from stadsdata.errors import BadRequest, QuerySyntaxError
+from stadsdata.model.entities import EntityType, Registry, Relation
+from stadsdata.query.ast import BinaryOp, Expand, Expr, OrderBy, QueryOptions
+from stadsdata.query.check import check_expression, check_orderby
+from stadsdata.query.path import ResourcePath
+
+ID_NAMES = ("@iot.id", "id")
+
+
+class Policy(Protocol):
+    """Decides which rows of an entity set a request may see.
+
+    ``restrict`` returns a filter expression that every visible row of
+    ``entity`` satisfies, or ``None`` for no restriction.
+    """
+
+    def restrict(self, entity: EntityType) -> Expr | None: ...
+
+
+class OpenPolicy:
+    """Everything is visible."""
+
+    def restrict(self, entity: EntityType) -> Expr | None:
+        return None
+
+
+@dataclass(frozen=True)
+class Paging:
+    default_top: int = 100
+    max_top: int = 10_000
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the scope: rows of ``entity`` reached through ``via``, optionally one ``id``.
+
+    ``restriction`` is the policy's filter for ``entity``.
+    """
+
+    entity: EntityType
+    via: Relation | None
+    id: int | None
+    restriction: Expr | None = None
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """What to read: the rows of ``entity`` within ``steps`` that pass ``filter``."""
+
+    entity: EntityType
+    steps: tuple[Step, ...]
+    filter: Expr | None = None
+    orderby: tuple[OrderBy, ...] = ()
+    top: int = 100
+    skip: int = 0
+    count: bool = False
+    select: tuple[str, ...] | None = None
+    expand: tuple[ExpandPlan, ...] = ()
+    result_format: str | None = None
+    single: bool = False
+
+    def selects(self, name: str) -> bool:
+        return self.select is None or name in self.select
+
+    @property
+    def select_id(self) -> bool:
+        return self.select is None or any(n in self.select for n in ID_NAMES)
+
+
+@dataclass(frozen=True)
+class ExpandPlan:
+    relation: Relation
+    plan: ReadPlan = field(repr=False)
+
+
+def _and(a: Expr | None, b: Expr | None) -> Expr | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return BinaryOp("and", a, b)
+
+
+def _check_select(entity: EntityType, select: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if select is None:
+        return None
+    for name in select:
+        if name in ID_NAMES or entity.property(name) or entity.relation(name):
+            continue
+        if name in ("@iot.selfLink",):
+            continue
+        known = [p.name for p in entity.properties] + [r.name for r in entity.relations]
+        raise QuerySyntaxError(
+            f"{entity.name} has no property or relation {name!r}; it has @iot.id, {', '.join(known)}",
+            option="$select",
+        )
+    return select
+
+
+def _options_plan(
+    registry: Registry,
+    entity: EntityType,
+    options: QueryOptions,
+    policy: Policy,
+    paging: Paging,
+    steps: tuple[Step, ...],
+    single: bool,
+) -> ReadPlan:
+    """Plan the options for ``entity``; the policy applies to the target unless
+    ``steps`` already carry it (then the last step holds the restriction)."""
+    if options.filter is not None:
+        check_expression(registry, entity, options.filter, "$filter")
+    for ob in options.orderby:
+        check_orderby(registry, entity, ob.expr)
+    if options.result_format not in (None, "dataArray"):
+        raise QuerySyntaxError(
+            f"unknown result format {options.result_format!r}; use dataArray", option="$resultFormat"
+        )
+    if options.result_format is not None and entity.name not in ("Observation",):
+        raise QuerySyntaxError("$resultFormat=dataArray applies to Observations only", option="$resultFormat")
+    top = paging.default_top if options.top is None else options.top
+    expands = []
+    for item in options.expand:
+        expands.append(_expand_plan(registry, entity, item, policy, paging))
+    return ReadPlan(
+        entity=entity,
+        steps=steps,
+        filter=options.filter if steps else _and(policy.restrict(entity), options.filter),
+        orderby=options.orderby,
+        top=min(top, paging.max_top),
+        skip=options.skip or 0,
+        count=bool(options.count),
+        select=_check_select(entity, options.select),
+        expand=tuple(expands),
+        result_format=options.result_format,
+        single=single,
+    )
+
+
+def _expand_plan(registry: Registry, entity: EntityType, item: Expand, policy: Policy, paging: Paging) -> ExpandPlan:
+    rel = entity.relation(item.relation)
+    if rel is None:
+        names = ", ".join(r.name for r in entity.relations)
+        raise QuerySyntaxError(
+            f"{entity.name} has no relation {item.relation!r} to expand; it has {names}",
+            option="$expand",
+            position=item.pos,
+        )
+    target = registry.target(rel)
+    plan = _options_plan(registry, target, item.options, policy, paging, (), single=not rel.many)
+    return ExpandPlan(rel, plan)
+
+
+def plan_read(
+    registry: Registry,
+    path: ResourcePath,
+    options: QueryOptions,
+    policy: Policy | None = None,
+    paging: Paging | None = None,
+) -> ReadPlan:
+    """Check ``options`` against the path's entity type and build the read plan."""
+    policy = policy or OpenPolicy()
+    paging = paging or Paging()
+    steps = tuple(Step(s.entity, s.relation, s.id, policy.restrict(s.entity)) for s in path.segments)
+    single = not path.is_collection
+    if single and path.property is None and (options.filter is not None and not path.ref):
+        # A filter on a single entity is allowed by OData but has no effect on
+        # which entity is returned; reject it so that nobody relies on it.
+        raise BadRequest("$filter applies to collections, not to a single entity")
+    return _options_plan(registry, path.target, options, policy, paging, steps, single)

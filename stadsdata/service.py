@@ -1,0 +1,375 @@
+"""The operations every edge calls: read, create, update, delete, link.
+
+The HTTP API, the CLI and ingestion all go through ``Service``; it parses
+nothing from the wire (that is the edges' job) and knows no SQL (that is the
+store's). Every write is one unit of work on the store: it commits as a
+whole or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jsonpatch
+
+from stadsdata.errors import BadRequest, Conflict, MethodNotAllowed, NotFound, ValidationError
+from stadsdata.model.entities import (
+    LOCATION,
+    OBSERVATION,
+    THING,
+    EntityType,
+    FkOnSource,
+    FkOnTarget,
+    LinkTable,
+    Registry,
+    Relation,
+)
+from stadsdata.model.rules import EXTEND_DATASTREAM, RECOMPUTE_DATASTREAM, Rules
+from stadsdata.model.validate import EntityInput, Ref, parse_entity, parse_id_value
+from stadsdata.model.values import format_value, now_micros
+from stadsdata.query.ast import QueryOptions
+from stadsdata.query.path import ResourcePath, Segment, parse_path
+from stadsdata.query.plan import OpenPolicy, Paging, Policy, ReadPlan, plan_read
+from stadsdata.store.base import Collection, Entity, Finish, Store, Tx
+
+UpdateMode = Literal["patch", "put", "json-patch"]
+
+
+@dataclass
+class ReadResult:
+    plan: ReadPlan
+    data: Entity | Collection
+
+
+class Service:
+    def __init__(self, registry: Registry, store: Store, paging: Paging | None = None) -> None:
+        self.registry = registry
+        self.store = store
+        self.paging = paging or Paging()
+        self.rules = Rules(registry)
+        store.register_deferred(EXTEND_DATASTREAM, self.rules.extend_datastreams)
+        store.register_deferred(RECOMPUTE_DATASTREAM, self.rules.recompute_datastreams)
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def read(self, path: ResourcePath, options: QueryOptions, policy: Policy | None = None) -> ReadResult:
+        """Read what ``path`` addresses; 404 when it, or the entity it navigates from, does not exist."""
+        plan = plan_read(self.registry, path, options, policy or OpenPolicy(), self.paging)
+
+        def run(tx: Tx) -> Entity | Collection | None:
+            data = tx.read(plan)
+            parent = path.parent
+            if isinstance(data, Collection) and not data.items and parent is not None:
+                return data if tx.read(self._id_plan(parent, policy)) is not None else None
+            return data
+
+        data = await self.store.run_read(run)
+        if data is None:
+            raise NotFound(f"nothing found at {path.text()}")
+        return ReadResult(plan, data)
+
+    def _id_plan(self, path: ResourcePath, policy: Policy | None) -> ReadPlan:
+        return plan_read(self.registry, path, QueryOptions(select=("@iot.id",)), policy or OpenPolicy(), self.paging)
+
+    def _resolve_single(self, tx: Tx, path: ResourcePath) -> int:
+        """The id of the one entity ``path`` addresses (checking every step of the path)."""
+        last = path.segments[-1]
+        if len(path.segments) == 1 and last.id is not None:
+            if not tx.exists(last.entity, last.id):
+                raise NotFound(f"there is no {last.entity.name} with @iot.id {last.id}")
+            return last.id
+        found = tx.read(self._id_plan(ResourcePath(path.segments), None))
+        if not isinstance(found, Entity):
+            raise NotFound(f"nothing found at {path.text()}")
+        return found.id
+
+    # -- writing ---------------------------------------------------------------------
+
+    async def create(self, path: ResourcePath, body: object) -> Entity:
+        """POST to a collection: deep insert, links by ``@iot.id``; returns the created entity."""
+        if not path.is_collection or path.property is not None:
+            raise MethodNotAllowed(
+                f"POST creates entities in a collection; {path.text()} is not a collection",
+                allow=("GET", "PATCH", "PUT", "DELETE"),
+            )
+        inp = parse_entity(self.registry, path.target, body, "create")
+
+        def unit(tx: Tx) -> Finish:
+            back = None
+            if len(path.segments) > 1:
+                parent = path.segments[-2]
+                parent_path = ResourcePath(path.segments[:-1])
+                parent_id = self._resolve_single(tx, parent_path)
+                rel = path.segments[-1].relation
+                assert rel is not None and parent.entity is not None
+                back = (self.registry.inverse(rel), parent_id)
+            new_id = _Writer(self, tx).create(inp, back)
+            return Finish(lambda t: t.get(inp.entity, new_id))
+
+        return await self.store.write(unit)  # type: ignore[no-any-return]
+
+    async def update(self, path: ResourcePath, body: object, mode: UpdateMode) -> Entity:
+        if path.is_collection or path.property is not None or path.ref:
+            raise MethodNotAllowed(
+                f"{mode.upper() if mode != 'json-patch' else 'PATCH'} changes one entity; "
+                f"{path.text()} is not an entity",
+                allow=("GET", "POST"),
+            )
+        entity = path.target
+        inp = None if mode == "json-patch" else parse_entity(self.registry, entity, body, mode)
+
+        def unit(tx: Tx) -> Finish:
+            id_ = self._resolve_single(tx, path)
+            if inp is None:
+                current = tx.get(entity, id_)
+                assert current is not None
+                patched = apply_json_patch(self.registry, entity, current, body)
+                change = parse_entity(self.registry, entity, patched, "put")
+            else:
+                change = inp
+            _Writer(self, tx).update(entity, id_, change, put=mode != "patch")
+            return Finish(lambda t: t.get(entity, id_))
+
+        return await self.store.write(unit)  # type: ignore[no-any-return]
+
+    async def delete(self, path: ResourcePath) -> None:
+        if path.is_collection or path.property is not None:
+            raise MethodNotAllowed(
+                f"DELETE removes one entity, as in {path.target.set_name}(1); {path.text()} is not an entity",
+                allow=("GET", "POST"),
+            )
+
+        def unit(tx: Tx) -> None:
+            id_ = self._resolve_single(tx, path)
+            _Writer(self, tx).delete(path.target, id_)
+
+        await self.store.write(unit)
+
+    # -- $ref --------------------------------------------------------------------------
+
+    async def add_ref(self, path: ResourcePath, body: object, base_url: str) -> None:
+        """POST …/Collection/$ref (add a link) or PUT …/Single/$ref (set a link)."""
+        seg = path.segments[-1]
+        if len(path.segments) < 2 or seg.relation is None or seg.id is not None:
+            raise BadRequest("a link is added at a navigation property, as in Things(1)/Locations/$ref")
+        rel = seg.relation
+        target_id = parse_ref_body(self.registry, body, seg.entity, base_url)
+        owner_path = ResourcePath(path.segments[:-1])
+
+        def unit(tx: Tx) -> None:
+            owner_id = self._resolve_single(tx, owner_path)
+            if not tx.exists(seg.entity, target_id):
+                raise ValidationError(f"there is no {seg.entity.name} with @iot.id {target_id}", field="@iot.id")
+            owner = owner_path.target
+            _Writer(self, tx).link(owner, owner_id, rel, [target_id], replace=not rel.many)
+
+        await self.store.write(unit)
+
+    async def remove_ref(self, path: ResourcePath) -> None:
+        """DELETE …/Collection(id)/$ref: remove one link where the relation allows it."""
+        seg = path.segments[-1]
+        if len(path.segments) < 2 or seg.relation is None or (seg.relation.many and seg.id is None):
+            raise BadRequest("name the link to remove, as in Things(1)/Locations(2)/$ref")
+        rel = seg.relation
+        owner_path = ResourcePath(path.segments[:-1])
+        storage = self.registry.storage(rel)
+        inverse = self.registry.inverse(rel)
+        if isinstance(storage, FkOnSource) and rel.required:
+            owner, needed = owner_path.target.name, rel.name
+        elif isinstance(storage, FkOnTarget) and inverse.required:
+            owner, needed = seg.entity.name, inverse.name
+        else:
+            owner = needed = ""
+        if owner:
+            raise Conflict(
+                f"cannot remove the link: every {owner} needs its {needed}; link another one or delete the entity"
+            )
+
+        def unit(tx: Tx) -> None:
+            owner_id = self._resolve_single(tx, owner_path)
+            target_id = self._resolve_single(tx, path)
+            if isinstance(storage, LinkTable):
+                tx.unlink(storage, owner_id, target_id)
+            elif isinstance(storage, FkOnSource):
+                tx.update(owner_path.target, owner_id, {}, {storage.column: None})
+            else:
+                tx.update(seg.entity, target_id, {}, {storage.column: None})
+
+        await self.store.write(unit)
+
+
+class _Writer:
+    """The write operations of one unit, with the rules applied."""
+
+    def __init__(self, service: Service, tx: Tx) -> None:
+        self.registry = service.registry
+        self.rules = service.rules
+        self.tx = tx
+        self.now = now_micros()
+
+    def resolve(self, item: Ref | EntityInput) -> int:
+        if isinstance(item, Ref):
+            if not self.tx.exists(item.entity, item.id):
+                raise ValidationError(
+                    f"{item.field}: there is no {item.entity.name} with @iot.id {item.id}", field=item.field
+                )
+            return item.id
+        return self.create(item, None)
+
+    def create(self, inp: EntityInput, back: tuple[Relation, int] | None) -> int:
+        """Insert ``inp`` and everything nested in it; ``back`` links it to the entity it was posted under."""
+        entity = inp.entity
+        tx = self.tx
+        fks: dict[str, int | None] = {}
+        for rel in entity.relations:
+            storage = self.registry.storage(rel)
+            if not isinstance(storage, FkOnSource):
+                continue
+            if back is not None and back[0] is rel:
+                fks[storage.column] = back[1]
+            elif rel.name in inp.links:
+                fks[storage.column] = self.resolve(inp.links[rel.name][0])
+        props = dict(inp.props)
+        if entity is OBSERVATION:
+            self.rules.observation_defaults(tx, props, fks, self.now, inp.field)
+        for rel in entity.relations:
+            storage = self.registry.storage(rel)
+            if rel.required and isinstance(storage, FkOnSource) and fks.get(storage.column) is None:
+                field = f"{inp.field}.{rel.name}" if inp.field else rel.name
+                raise ValidationError(
+                    f"{field} is missing; a {entity.name} must be linked to a {rel.target}, "
+                    f'e.g. "{rel.name}": {{"@iot.id": 1}}',
+                    field=field,
+                )
+        new_id = tx.insert(entity, props, fks)
+        if entity is OBSERVATION:
+            self.rules.observation_written(tx, props, fks)
+        for rel in entity.relations:
+            storage = self.registry.storage(rel)
+            if isinstance(storage, FkOnSource):
+                continue
+            items = inp.links.get(rel.name, [])
+            back_ids = [back[1]] if back is not None and back[0] is rel else []
+            if not items and not back_ids:
+                continue
+            if isinstance(storage, FkOnTarget):
+                inverse = self.registry.inverse(rel)
+                for item in items:
+                    if isinstance(item, Ref):
+                        self.resolve(item)
+                        tx.update(item.entity, item.id, {}, {storage.column: new_id})
+                    else:
+                        self.create(item, (inverse, new_id))
+            else:
+                ids = [self.resolve(item) for item in items] + back_ids
+                self.link(entity, new_id, rel, ids, replace=False)
+        return new_id
+
+    def link(self, entity: EntityType, id_: int, rel: Relation, target_ids: list[int], *, replace: bool) -> None:
+        """Link ``id_`` to ``target_ids`` through ``rel``, applying the Thing–Location rule."""
+        tx = self.tx
+        if entity is THING and rel.name == "Locations":
+            self.rules.set_thing_locations(tx, id_, target_ids, self.now)
+            return
+        if entity is LOCATION and rel.name == "Things":
+            for thing in target_ids:
+                self.rules.set_thing_locations(tx, thing, [id_], self.now)
+            return
+        storage = self.registry.storage(rel)
+        if isinstance(storage, FkOnSource):
+            tx.update(entity, id_, {}, {storage.column: target_ids[-1]})
+        elif isinstance(storage, FkOnTarget):
+            for target in target_ids:
+                tx.update(self.registry.target(rel), target, {}, {storage.column: id_})
+        else:
+            if replace:
+                tx.unlink(storage, id_)
+            for target in target_ids:
+                tx.link(storage, id_, target)
+
+    def update(self, entity: EntityType, id_: int, inp: EntityInput, *, put: bool) -> None:
+        tx = self.tx
+        props = dict(inp.props)
+        if put:
+            for prop in entity.properties:
+                if prop.name not in props and not prop.generated and not prop.required:
+                    props[prop.name] = None
+            if entity is OBSERVATION and props.get("phenomenonTime") is None:
+                props["phenomenonTime"] = (self.now, None)
+        fks: dict[str, int | None] = {}
+        for rel in entity.relations:
+            storage = self.registry.storage(rel)
+            if isinstance(storage, FkOnSource) and rel.name in inp.links:
+                fks[storage.column] = self.resolve(inp.links[rel.name][0])
+        old_ds = None
+        if entity is OBSERVATION:
+            current = tx.get(entity, id_)
+            assert current is not None
+            old_ds = current.links["Datastream"]
+        tx.update(entity, id_, props, fks)
+        if entity is LOCATION and "location" in props:
+            self.rules.location_changed(tx, id_)
+        if entity is OBSERVATION:
+            tx.defer(RECOMPUTE_DATASTREAM, old_ds)
+            if "datastream_id" in fks:
+                tx.defer(RECOMPUTE_DATASTREAM, fks["datastream_id"])
+        for rel in entity.relations:
+            storage = self.registry.storage(rel)
+            if isinstance(storage, FkOnSource) or rel.name not in inp.links:
+                continue
+            items = inp.links[rel.name]
+            if isinstance(storage, FkOnTarget):
+                inverse = self.registry.inverse(rel)
+                for item in items:
+                    if isinstance(item, Ref):
+                        self.resolve(item)
+                        tx.update(item.entity, item.id, {}, {storage.column: id_})
+                    else:
+                        self.create(item, (inverse, id_))
+            else:
+                ids = [self.resolve(item) for item in items]
+                self.link(entity, id_, rel, ids, replace=True)
+
+    def delete(self, entity: EntityType, id_: int) -> None:
+        memo = self.rules.before_delete(self.tx, entity.name, id_)
+        self.tx.delete(entity, id_)
+        self.rules.after_delete(self.tx, entity.name, id_, memo)
+
+
+def apply_json_patch(registry: Registry, entity: EntityType, current: Entity, patch: object) -> dict[str, Any]:
+    """Apply an RFC 6902 JSON Patch to the entity's properties (as they are shown to clients)."""
+    if not isinstance(patch, list):
+        raise ValidationError(
+            'a JSON Patch is an array of operations, as in [{"op": "replace", "path": "/name", "value": "x"}]',
+            field="body",
+        )
+    doc = {}
+    for prop in entity.properties:
+        value = current.values.get(prop.name)
+        doc[prop.name] = None if value is None else format_value(prop.kind, value)
+    try:
+        result = jsonpatch.apply_patch(doc, patch)
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, ValueError, KeyError) as exc:
+        raise ValidationError(f"the JSON Patch cannot be applied: {exc}", field="body") from None
+    if not isinstance(result, dict):
+        raise ValidationError("the JSON Patch must leave an object", field="body")
+    # Members set to null by the patch are optional properties being cleared.
+    return {k: v for k, v in result.items() if v is not None}
+
+
+def parse_ref_body(registry: Registry, body: object, target: EntityType, base_url: str) -> int:
+    """``{"@iot.id": 3}`` or ``{"@iot.selfLink": ".../Locations(3)"}`` → 3."""
+    if not isinstance(body, dict):
+        raise ValidationError('a reference is an object such as {"@iot.id": 3}', field="body")
+    if body.get("@iot.id") is not None:
+        return parse_id_value(body["@iot.id"], "@iot.id")
+    link = body.get("@iot.selfLink")
+    if isinstance(link, str):
+        rest = link[len(base_url) :] if link.startswith(base_url) else link.rsplit("/", 1)[-1]
+        ref = parse_path(registry, rest)
+        last: Segment = ref.segments[-1]
+        if last.entity is not target or last.id is None or len(ref.segments) != 1:
+            raise ValidationError(f"@iot.selfLink must point to one {target.name}", field="@iot.selfLink")
+        return last.id
+    raise ValidationError('a reference needs "@iot.id" or "@iot.selfLink"', field="body")

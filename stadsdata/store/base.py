@@ -1,0 +1,98 @@
+"""The store contract: what the service needs from a database.
+
+A store reads plans (``read``) and runs units of write work (``write``), each
+unit in its own savepoint, many units per committed transaction. Units are
+plain functions of a ``Tx`` that run on the store's single writer; a unit's
+result is delivered only after its transaction has committed, so an
+acknowledged write is a durable write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from stadsdata.model.entities import EntityType, LinkTable, Relation
+from stadsdata.query.plan import ReadPlan
+
+T = TypeVar("T")
+
+
+@dataclass
+class Entity:
+    """One entity as read from a store.
+
+    ``values``: property name → value (see ``codec``); ``links``: to-one
+    relation name → id of the related entity; ``expanded``: relation name →
+    ``Entity``, ``None`` or ``Collection`` for ``$expand``.
+    """
+
+    id: int
+    values: dict[str, Any]
+    links: dict[str, int | None] = field(default_factory=dict)
+    expanded: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Collection:
+    items: list[Entity]
+    count: int | None = None
+    more: bool = False
+
+
+class Finish:
+    """Wraps a function a unit returns to run after the batch's deferred work, before commit.
+
+    Used to read back what a unit wrote once aggregates are up to date.
+    """
+
+    def __init__(self, fn: Callable[[Tx], Any]) -> None:
+        self.fn = fn
+
+
+class Tx(Protocol):
+    """The operations a unit of write work may use; all within one transaction."""
+
+    def insert(self, entity: EntityType, props: dict[str, Any], fks: dict[str, int | None]) -> int: ...
+
+    def update(self, entity: EntityType, id: int, props: dict[str, Any], fks: dict[str, int | None]) -> None: ...
+
+    def delete(self, entity: EntityType, id: int) -> bool: ...
+
+    def exists(self, entity: EntityType, id: int) -> bool: ...
+
+    def get(self, entity: EntityType, id: int) -> Entity | None: ...
+
+    def related_ids(self, entity: EntityType, id: int, rel: Relation) -> list[int]: ...
+
+    def link(self, link: LinkTable, source: int, target: int) -> None: ...
+
+    def unlink(self, link: LinkTable, source: int, target: int | None = None) -> int: ...
+
+    def read(self, plan: ReadPlan) -> Entity | Collection | None: ...
+
+    def defer(self, key: str, data: Any) -> None:
+        """Queue ``data`` for the batch-level function registered under ``key``."""
+        ...
+
+    def scalar_generated_foi(self, location_id: int) -> int | None: ...
+
+    def set_generated_foi(self, location_id: int, foi_id: int | None) -> None: ...
+
+    def observation_extent(self, datastream_id: int) -> tuple[Any, Any, Any, Any, list[int]]: ...
+
+
+DeferredFn = Callable[[Tx, list[Any]], None]
+
+
+class Store(Protocol):
+    async def read(self, plan: ReadPlan) -> Entity | Collection | None: ...
+
+    async def run_read(self, fn: Callable[[Tx], T]) -> T: ...
+
+    async def write(self, fn: Callable[[Tx], Any]) -> Any: ...
+
+    def register_deferred(self, key: str, fn: DeferredFn) -> None: ...
+
+    async def close(self) -> None: ...

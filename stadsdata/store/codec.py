@@ -1,0 +1,116 @@
+"""Property values ⇄ SQL columns, generic over the property kinds.
+
+Inside stadsdata a property value is: ``str`` (STRING, URI), ``dict``
+(OBJECT), any JSON value (ANY), ``GeoValue`` on the way in and a GeoJSON
+``dict`` on the way out (GEOMETRY), integer microseconds (INSTANT), a
+``(start, end)`` tuple (INTERVAL; for INSTANT_OR_INTERVAL ``end`` is ``None``
+for an instant), or ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from stadsdata.model.entities import EntityType, Kind, Property
+from stadsdata.model.values import GeoValue
+from stadsdata.store.schema import columns_for
+
+# Type tags of the ANY columns.
+NULL, INT, FLOAT, STRING, BOOL, JSON = 0, 1, 2, 3, 4, 5
+_MAX_EXACT = 2**53
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def encode_any(value: object) -> tuple[int, float | None, str | None, str | None]:
+    if value is None:
+        return NULL, None, None, None
+    if isinstance(value, bool):
+        return BOOL, float(value), None, None
+    if isinstance(value, int):
+        if -_MAX_EXACT <= value <= _MAX_EXACT:
+            return INT, float(value), None, None
+        return JSON, None, None, _dumps(value)
+    if isinstance(value, float):
+        return FLOAT, value, None, None
+    if isinstance(value, str):
+        return STRING, None, value, None
+    return JSON, None, None, _dumps(value)
+
+
+def decode_any(tag: int, number: float | None, string: str | None, json: str | None) -> object:
+    if tag == INT:
+        return int(number)  # type: ignore[arg-type]
+    if tag == FLOAT:
+        return number
+    if tag == STRING:
+        return string
+    if tag == BOOL:
+        return bool(number)
+    if tag == JSON:
+        return orjson.loads(json)  # type: ignore[arg-type]
+    return None
+
+
+def encode_property(prop: Property, value: object) -> list[object]:
+    """The column values of one property, in ``columns_for`` order."""
+    kind = prop.kind
+    if kind is Kind.STRING or kind is Kind.URI:
+        return [value]
+    if kind is Kind.OBJECT:
+        return [None if value is None else _dumps(value)]
+    if kind is Kind.ANY:
+        return list(encode_any(value))
+    if kind is Kind.GEOMETRY:
+        if value is None:
+            return [None, None, None, None, None]
+        assert isinstance(value, GeoValue)
+        return [_dumps(value.geojson), *value.bounds]
+    if kind is Kind.INSTANT:
+        return [value]
+    if value is None:
+        return [None, None]
+    assert isinstance(value, tuple)
+    return list(value)
+
+
+def encode(entity: EntityType, props: dict[str, object]) -> dict[str, object]:
+    """Column → value for the given properties (only those present)."""
+    out: dict[str, object] = {}
+    for name, value in props.items():
+        prop = entity.property(name)
+        assert prop is not None, name
+        for (col, _), v in zip(columns_for(prop), encode_property(prop, value), strict=True):
+            out[col] = v
+    return out
+
+
+Decoder = Callable[[Sequence[Any]], object]
+
+
+def _decoder(prop: Property, i: int) -> Decoder:
+    kind = prop.kind
+    if kind in (Kind.STRING, Kind.URI, Kind.INSTANT):
+        return lambda row: row[i]
+    if kind is Kind.OBJECT or kind is Kind.GEOMETRY:
+        return lambda row: None if row[i] is None else orjson.loads(row[i])
+    if kind is Kind.ANY:
+        return lambda row: decode_any(row[i], row[i + 1], row[i + 2], row[i + 3])
+    if kind is Kind.INTERVAL:
+        return lambda row: None if row[i] is None else (row[i], row[i + 1])
+    return lambda row: (row[i], row[i + 1])
+
+
+def property_decoders(props: Sequence[Property], offset: int) -> tuple[list[str], list[tuple[str, Decoder]]]:
+    """Columns to select for ``props`` (starting at row position ``offset``) and a decoder per property."""
+    columns: list[str] = []
+    decoders: list[tuple[str, Decoder]] = []
+    for prop in props:
+        decoders.append((prop.name, _decoder(prop, offset + len(columns))))
+        columns.extend(name for name, _ in columns_for(prop))
+    return columns, decoders

@@ -1,0 +1,386 @@
+"""Compile read plans into SQL (SQLAlchemy Core), the same for every SQL dialect.
+
+A dialect object supplies the few pieces that differ between SQLite and
+PostgreSQL (JSON member access). Values from requests are only ever bound
+parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import shapely.errors
+import shapely.wkt
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    MetaData,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    null,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.sql.elements import UnaryExpression
+
+from stadsdata.errors import QuerySyntaxError
+from stadsdata.model.entities import EntityType, FkOnSource, FkOnTarget, Kind, Registry, Relation
+from stadsdata.model.values import to_micros
+from stadsdata.query.ast import BinaryOp, Call, Expr, Literal, OrderBy, Path, UnaryOp
+from stadsdata.query.check import resolve_path
+from stadsdata.query.plan import ReadPlan, Step
+from stadsdata.store import codec
+from stadsdata.store.functions import Value, compile_call
+from stadsdata.store.schema import columns_for
+
+PARENT_ID = "parent_id"
+
+
+class SqlDialect(Protocol):
+    """What differs between the SQL stores' query text."""
+
+    def json_member(self, column: ColumnElement[Any], keys: Sequence[str]) -> ColumnElement[Any]: ...
+
+
+_COMPARE = {
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+}
+_ARITH = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b,
+    "mod": lambda a, b: a % b,
+}
+
+
+class Compiler:
+    def __init__(self, registry: Registry, metadata: MetaData, dialect: SqlDialect) -> None:
+        self.registry = registry
+        self.metadata = metadata
+        self.dialect = dialect
+
+    def table(self, entity: EntityType) -> FromClause:
+        return self.metadata.tables[entity.table]
+
+    # -- scope: which rows a resource path reaches ------------------------------------
+
+    def _parent_ids(self, steps: Sequence[Step], param: bool) -> Any:
+        """The ids of the rows that ``steps`` reach: a literal, a bind parameter or a subquery."""
+        last = steps[-1]
+        if len(steps) == 1 and last.restriction is None and last.id is not None:
+            return bindparam(PARENT_ID, last.id) if param else last.id
+        alias = self.table(last.entity).alias()
+        return select(alias.c.id).where(self.scope(steps, alias, param))
+
+    def scope(self, steps: Sequence[Step], table: FromClause, param: bool = False) -> ColumnElement[bool]:
+        """The condition on ``table`` (the last step's entity) that the path imposes.
+
+        With ``param``, the first step's id is the bind parameter ``parent_id``
+        so that one compiled statement serves every parent of an ``$expand``.
+        """
+        last = steps[-1]
+        conds: list[ColumnElement[bool]] = []
+        if last.id is not None:
+            if len(steps) == 1 and param:
+                conds.append(table.c.id == bindparam(PARENT_ID, last.id))
+            else:
+                conds.append(table.c.id == last.id)
+        if last.restriction is not None:
+            conds.append(self.condition(last.restriction, last.entity, table))
+        if len(steps) > 1:
+            assert last.via is not None
+            conds.append(self._via(last.via, self._parent_ids(steps[:-1], param), steps[-2].entity, table))
+        return and_(true(), *conds)
+
+    def _via(self, rel: Relation, parent_ids: Any, parent: EntityType, table: FromClause) -> ColumnElement[bool]:
+        storage = self.registry.storage(rel)
+        if isinstance(storage, FkOnTarget):
+            col = table.c[storage.column]
+            return col == parent_ids if not isinstance(parent_ids, Select) else col.in_(parent_ids)
+        if isinstance(storage, FkOnSource):
+            p = self.table(parent).alias()
+            which = p.c.id.in_(parent_ids) if isinstance(parent_ids, Select) else p.c.id == parent_ids
+            return table.c.id.in_(select(p.c[storage.column]).where(which))
+        link = self.metadata.tables[storage.table].alias()
+        src = link.c[storage.source_column]
+        where = src == parent_ids if not isinstance(parent_ids, Select) else src.in_(parent_ids)
+        return table.c.id.in_(select(link.c[storage.target_column]).where(where))
+
+    def related(self, rel: Relation, source: FromClause, target: FromClause) -> ColumnElement[bool]:
+        """The join condition between rows of ``rel``'s source and target."""
+        storage = self.registry.storage(rel)
+        if isinstance(storage, FkOnSource):
+            return target.c.id == source.c[storage.column]
+        if isinstance(storage, FkOnTarget):
+            return target.c[storage.column] == source.c.id
+        link = self.metadata.tables[storage.table].alias()
+        return exists(
+            select(literal(1))
+            .select_from(link)
+            .where(link.c[storage.source_column] == source.c.id, link.c[storage.target_column] == target.c.id)
+        )
+
+    # -- statements ----------------------------------------------------------------
+
+    def where(
+        self, plan: ReadPlan, table: FromClause, steps: Sequence[Step], param: bool = False
+    ) -> ColumnElement[bool]:
+        cond = self.scope(steps, table, param) if steps else true()
+        if plan.filter is not None:
+            cond = and_(cond, self.condition(plan.filter, plan.entity, table))
+        return cond
+
+    def page(self, plan: ReadPlan, columns: Sequence[str], steps: Sequence[Step], param: bool = False) -> Select[Any]:
+        """Rows of one page (one more than ``top``, to tell whether a next page exists)."""
+        table = self.table(plan.entity)
+        stmt = select(*(table.c[c] for c in columns)).where(self.where(plan, table, steps, param))
+        stmt = stmt.order_by(*self.order(plan.orderby, plan.entity, table))
+        if plan.single:
+            return stmt.limit(2)
+        stmt = stmt.limit(plan.top + 1)
+        if plan.skip:
+            stmt = stmt.offset(plan.skip)
+        return stmt
+
+    def count(self, plan: ReadPlan, steps: Sequence[Step], param: bool = False) -> Select[Any]:
+        table = self.table(plan.entity)
+        return select(func.count()).select_from(table).where(self.where(plan, table, steps, param))
+
+    def order(self, orderby: Sequence[OrderBy], entity: EntityType, table: FromClause) -> list[UnaryExpression[Any]]:
+        keys: list[UnaryExpression[Any]] = []
+        for ob in orderby:
+            value = self.value(ob.expr, entity, table, "$orderby")
+            cols = [value.sql] if value.kind != "any" else [value.cols[1], value.cols[2]]
+            keys.extend(c.desc() if ob.descending else c.asc() for c in cols)
+        # The id breaks ties so that pages never overlap or skip rows.
+        last_desc = bool(orderby) and orderby[-1].descending
+        keys.append(table.c.id.desc() if last_desc else table.c.id.asc())
+        return keys
+
+    # -- expressions ----------------------------------------------------------------
+
+    def condition(self, expr: Expr, entity: EntityType, table: FromClause) -> ColumnElement[bool]:
+        if isinstance(expr, BinaryOp) and expr.op in ("and", "or"):
+            left = self.condition(expr.left, entity, table)
+            right = self.condition(expr.right, entity, table)
+            return and_(left, right) if expr.op == "and" else or_(left, right)
+        if isinstance(expr, UnaryOp) and expr.op == "not":
+            return not_(self.condition(expr.operand, entity, table))
+        if isinstance(expr, BinaryOp) and expr.op in _COMPARE:
+            return self._compare(expr, entity, table)
+        value = self.value(expr, entity, table, "$filter")
+        if value.kind == "bool":
+            return value.sql == true()
+        if value.kind == "any":
+            return and_(value.cols[0] == codec.BOOL, value.cols[1] == 1.0)
+        raise QuerySyntaxError(
+            "this expression is not a condition (true or false)", option="$filter", position=_pos(expr)
+        )
+
+    def _compare(self, expr: BinaryOp, entity: EntityType, table: FromClause) -> ColumnElement[bool]:
+        path = self._relation_path(expr, entity)
+        if path is not None:
+            return self._compare_related(expr, path, entity, table)
+        left = self.value(expr.left, entity, table, "$filter")
+        right = self.value(expr.right, entity, table, "$filter")
+        return compare(expr.op, left, right)
+
+    @staticmethod
+    def _relation_path(expr: BinaryOp, entity: EntityType) -> Path | None:
+        """The operand that is a path through a relation, if any."""
+        for side in (expr.left, expr.right):
+            if isinstance(side, Path) and len(side.segments) > 1 and entity.relation(side.segments[0]):
+                return side
+        return None
+
+    def _compare_related(
+        self, expr: BinaryOp, path: Path, entity: EntityType, table: FromClause
+    ) -> ColumnElement[bool]:
+        """A comparison through relations: true when some related row satisfies it."""
+        resolved = resolve_path(self.registry, entity, path, "$filter")
+        source, current = table, entity
+        hops: list[tuple[Relation, FromClause, FromClause]] = []
+        for rel in resolved.relations:
+            target = self.registry.target(rel)
+            alias = self.table(target).alias()
+            hops.append((rel, source, alias))
+            source, current = alias, target
+        local = Path(path.segments[len(resolved.relations) :], path.pos)
+        inner = BinaryOp(
+            expr.op, local if expr.left == path else expr.left, local if expr.right == path else expr.right
+        )
+        cond = self._compare(inner, current, source)
+        for rel, src, alias in reversed(hops):
+            cond = exists(select(literal(1)).select_from(alias).where(self.related(rel, src, alias), cond))
+        return cond
+
+    def value(self, expr: Expr, entity: EntityType, table: FromClause, option: str) -> Value:
+        if isinstance(expr, Literal):
+            return literal_value(expr)
+        if isinstance(expr, Path):
+            resolved = resolve_path(self.registry, entity, expr, option)
+            if resolved.relations:
+                return self._related_value(expr, entity, table, option)
+            prop = resolved.property
+            if prop is None:
+                return Value("number", table.c.id)
+            if resolved.json_keys:
+                base = table.c[prop.column] if prop.kind is Kind.OBJECT else table.c[f"{prop.column}_json"]
+                return Value("json", self.dialect.json_member(base, resolved.json_keys))
+            cols = [table.c[name] for name, _ in columns_for(prop)]
+            kind = prop.kind
+            if kind in (Kind.STRING, Kind.URI):
+                return Value("string", cols[0])
+            if kind is Kind.INSTANT:
+                return Value("time", cols[0])
+            if kind in (Kind.INTERVAL, Kind.INSTANT_OR_INTERVAL):
+                return Value("interval", cols[0], func.coalesce(cols[1], cols[0]))
+            if kind is Kind.ANY:
+                return Value("any", cols[1], cols=tuple(cols))
+            if kind is Kind.GEOMETRY:
+                return Value("geometry", cols[0], cols=tuple(cols))
+            return Value("json", cols[0])
+        if isinstance(expr, UnaryOp) and expr.op == "neg":
+            inner = self.value(expr.operand, entity, table, option)
+            return Value("number", -_number(inner, expr))
+        if isinstance(expr, BinaryOp) and expr.op in _ARITH:
+            left = _number(self.value(expr.left, entity, table, option), expr.left)
+            right = _number(self.value(expr.right, entity, table, option), expr.right)
+            if expr.op == "div":
+                return Value("number", left * 1.0 / right)
+            return Value("number", _ARITH[expr.op](left, right))
+        if isinstance(expr, (BinaryOp, UnaryOp)):
+            return Value("bool", self.condition(expr, entity, table))
+        assert isinstance(expr, Call)
+        args = [self.value(arg, entity, table, option) for arg in expr.args]
+        return compile_call(expr, args, self.dialect)
+
+    def _related_value(self, expr: Path, entity: EntityType, table: FromClause, option: str) -> Value:
+        """A value reached through to-one relations, as a correlated scalar subquery."""
+        resolved = resolve_path(self.registry, entity, expr, option)
+        if any(r.many for r in resolved.relations):
+            raise QuerySyntaxError(
+                f"{'/'.join(expr.segments)} passes through a collection; compare it directly "
+                "(e.g. Locations/name eq 'x') so that any related entity can match",
+                option=option,
+                position=expr.pos,
+            )
+        source, current = table, entity
+        hops = []
+        for rel in resolved.relations:
+            target = self.registry.target(rel)
+            alias = self.table(target).alias()
+            hops.append((rel, source, alias))
+            source, current = alias, target
+        local = Path(expr.segments[len(resolved.relations) :], expr.pos)
+        inner = self.value(local, current, source, option)
+
+        def wrap(col: ColumnElement[Any]) -> ColumnElement[Any]:
+            stmt = select(col)
+            for rel, src, alias in hops:
+                stmt = stmt.where(self.related(rel, src, alias))
+            return stmt.select_from(*(alias for _, _, alias in hops)).scalar_subquery()
+
+        if inner.kind == "any":
+            return Value("any", wrap(inner.cols[1]), cols=tuple(wrap(c) for c in inner.cols))
+        return Value(inner.kind, wrap(inner.sql), None if inner.end is None else wrap(inner.end))
+
+
+def _pos(expr: Expr) -> int:
+    return getattr(expr, "pos", 0)
+
+
+def _number(value: Value, expr: Expr) -> ColumnElement[Any]:
+    if value.kind in ("number", "json", "time"):
+        return value.sql
+    if value.kind == "any":
+        return value.cols[1]
+    raise QuerySyntaxError(f"expected a number, found a {value.kind}", option="$filter", position=_pos(expr))
+
+
+def literal_value(lit: Literal) -> Value:
+    v = lit.value
+    if lit.type == "null":
+        return Value("null", null())
+    if lit.type == "bool":
+        return Value("bool", true() if v else false())
+    if lit.type in ("int", "float"):
+        return Value("number", literal(v))
+    if lit.type == "string":
+        return Value("string", literal(v))
+    if lit.type == "datetime":
+        assert isinstance(v, dt.datetime)
+        return Value("time", literal(to_micros(v)))
+    if lit.type == "date":
+        assert isinstance(v, dt.date)
+        return Value("time", literal(to_micros(dt.datetime(v.year, v.month, v.day, tzinfo=dt.UTC))))
+    if lit.type == "time":
+        assert isinstance(v, dt.time)
+        us = ((v.hour * 60 + v.minute) * 60 + v.second) * 1_000_000 + v.microsecond
+        return Value("timeofday", literal(us))
+    if lit.type == "geometry":
+        assert isinstance(v, str)
+        try:
+            shape = shapely.wkt.loads(v)
+        except (shapely.errors.ShapelyError, ValueError) as exc:
+            raise QuerySyntaxError(f"not a valid WKT geometry: {exc}", option="$filter", position=lit.pos) from None
+        if shape.is_empty:
+            raise QuerySyntaxError("the geometry is empty", option="$filter", position=lit.pos)
+        return Value("geometry", literal(v), bounds=tuple(shape.bounds))
+    if lit.type == "duration":
+        assert isinstance(v, dt.timedelta)
+        return Value("number", literal(v // dt.timedelta(microseconds=1)))
+    raise QuerySyntaxError(f"a {lit.type} literal cannot be used here", option="$filter", position=lit.pos)
+
+
+def compare(op: str, left: Value, right: Value) -> ColumnElement[bool]:
+    """Compare two typed operands with the standard's semantics for intervals and typed results."""
+    if left.kind == "any" or right.kind == "any":
+        if right.kind == "any" and left.kind != "any":
+            left, right = right, left
+            op = {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge"}.get(op, op)
+        tag, number, string, _ = left.cols
+        if right.kind == "null":
+            return tag == codec.NULL if op == "eq" else tag != codec.NULL
+        if right.kind == "string":
+            return and_(tag == codec.STRING, _COMPARE[op](string, right.sql))
+        if right.kind == "bool":
+            return and_(tag == codec.BOOL, _COMPARE[op](number, _bool_number(right)))
+        return and_(tag.in_((codec.INT, codec.FLOAT)), _COMPARE[op](number, right.sql))
+    if right.kind == "interval" and left.kind != "interval":
+        left, right = right, left
+        op = {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge"}.get(op, op)
+    if left.kind == "interval":
+        assert left.end is not None
+        end = right.end if right.end is not None else right.sql
+        if op == "eq":
+            return and_(left.sql == right.sql, left.end == end)
+        if op == "ne":
+            return or_(left.sql != right.sql, left.end != end)
+        if op in ("gt", "ge"):
+            return _COMPARE[op](left.sql, end)  # type: ignore[no-any-return]
+        return _COMPARE[op](left.end, right.sql)  # type: ignore[no-any-return]
+    if right.kind == "null":
+        return left.sql.is_(None) if op == "eq" else left.sql.is_not(None)
+    if left.kind == "null":
+        return right.sql.is_(None) if op == "eq" else right.sql.is_not(None)
+    return _COMPARE[op](left.sql, right.sql)  # type: ignore[no-any-return]
+
+
+def _bool_number(value: Value) -> ColumnElement[Any]:
+    return literal(1.0) if value.sql is true() else literal(0.0) if value.sql is false() else value.sql

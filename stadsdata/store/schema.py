@@ -1,0 +1,126 @@
+"""The SQL schema, derived from the entity registry.
+
+Each property kind maps to a fixed set of columns (see ``columns_for``); the
+codec (``codec.py``) converts between property values and those columns. The
+migrations in ``migrations/versions`` create exactly this schema; a test
+compares the two, so a change here needs a migration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeEngine
+
+from stadsdata.model.entities import EntityType, FkOnSource, Kind, Property, Registry
+
+# Row ids are 64-bit; SQLite needs the INTEGER spelling to make the column an alias of rowid.
+Id: TypeEngine[Any] = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def columns_for(prop: Property) -> list[tuple[str, TypeEngine[Any]]]:
+    """The (column name, type) pairs that hold one property."""
+    c = prop.column
+    kind = prop.kind
+    if kind in (Kind.STRING, Kind.URI, Kind.OBJECT):
+        return [(c, Text())]
+    if kind is Kind.ANY:
+        # Typed columns so that filters and aggregates on numbers use a REAL
+        # column and an index, while any JSON value still round-trips.
+        return [(f"{c}_type", SmallInteger()), (f"{c}_number", Float()), (f"{c}_string", Text()), (f"{c}_json", Text())]
+    if kind is Kind.GEOMETRY:
+        return [(c, Text())] + [(f"{c}_{b}", Float()) for b in ("minx", "miny", "maxx", "maxy")]
+    if kind is Kind.INSTANT:
+        return [(c, BigInteger())]
+    return [(f"{c}_start", BigInteger()), (f"{c}_end", BigInteger())]
+
+
+# Columns that are not properties: bookkeeping the rules need.
+_EXTRA_COLUMNS: dict[str, list[Column[object]]] = {
+    # The FeatureOfInterest generated from this Location, reused by later Observations.
+    "locations": [Column("generated_foi_id", Id, nullable=True)],
+}
+
+# Indexes for the queries users send: newest N of a datastream, time windows,
+# navigation in both directions.
+_EXTRA_INDEXES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    "observations": [
+        ("ix_observations_datastream_time", ("datastream_id", "phenomenon_time_start", "id")),
+        ("ix_observations_foi", ("feature_of_interest_id",)),
+        ("ix_observations_time", ("phenomenon_time_start",)),
+    ],
+    "historical_locations": [("ix_historical_locations_thing_time", ("thing_id", "time"))],
+}
+
+
+def _not_null(prop: Property, name: str) -> bool:
+    if prop.nullable or prop.generated:
+        return False
+    if prop.kind is Kind.INSTANT_OR_INTERVAL:
+        return name.endswith("_start")
+    if prop.kind is Kind.GEOMETRY:
+        return True
+    if prop.kind is Kind.ANY:
+        return name.endswith("_type")
+    return prop.kind is not Kind.INTERVAL
+
+
+def build_metadata(registry: Registry) -> MetaData:
+    meta = MetaData()
+    for entity in registry:
+        cols: list[Column[object]] = [Column("id", Id, primary_key=True, autoincrement=True)]
+        for prop in entity.properties:
+            for name, type_ in columns_for(prop):
+                cols.append(Column(name, type_, nullable=not _not_null(prop, name)))
+        indexed = {ix_cols[0] for _, ix_cols in _EXTRA_INDEXES.get(entity.table, [])}
+        indexes: list[Index] = []
+        for rel in entity.relations:
+            storage = registry.storage(rel)
+            if not isinstance(storage, FkOnSource):
+                continue
+            target = registry.target(rel)
+            cols.append(
+                Column(
+                    storage.column,
+                    Id,
+                    ForeignKey(f"{target.table}.id", ondelete="CASCADE"),
+                    nullable=not rel.required,
+                )
+            )
+            if storage.column not in indexed:
+                indexes.append(Index(f"ix_{entity.table}_{storage.column}", storage.column))
+        cols.extend(c._copy() for c in _EXTRA_COLUMNS.get(entity.table, []))
+        table = Table(entity.table, meta, *cols, *indexes, sqlite_autoincrement=True)
+        for ix_name, ix_cols in _EXTRA_INDEXES.get(entity.table, []):
+            Index(ix_name, *(table.c[c] for c in ix_cols))
+    for entity in registry:
+        for rel in entity.relations:
+            if rel.link is None:
+                continue
+            link_table, source_col, target_col = rel.link
+            target = registry.target(rel)
+            Table(
+                link_table,
+                meta,
+                Column(source_col, Id, ForeignKey(f"{entity.table}.id", ondelete="CASCADE"), primary_key=True),
+                Column(target_col, Id, ForeignKey(f"{target.table}.id", ondelete="CASCADE"), primary_key=True),
+                Index(f"ix_{link_table}_{target_col}", target_col),
+            )
+    return meta
+
+
+def entity_columns(entity: EntityType) -> list[str]:
+    """All columns of an entity's table that hold properties, in declaration order."""
+    return [name for prop in entity.properties for name, _ in columns_for(prop)]

@@ -1,0 +1,260 @@
+"""SQL shared by the SQL stores: reading plans and the write operations of a unit.
+
+A ``SqlSession`` wraps one DBAPI connection. The dialect supplies only the
+pieces that differ (JSON access, insert-or-ignore, how statements compile).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import MetaData, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
+
+from stadsdata.model.entities import EntityType, FkOnSource, LinkTable, Registry, Relation
+from stadsdata.query.plan import ReadPlan, Step
+from stadsdata.store import codec
+from stadsdata.store.base import Collection, Entity
+from stadsdata.store.compile import PARENT_ID, Compiler, SqlDialect
+
+
+class SqlStoreDialect(SqlDialect, Protocol):
+    sa_dialect: Dialect
+
+    def insert_ignore(self, table: Table) -> Any: ...
+
+
+Compiled = tuple[str, Callable[[dict[str, Any] | None], Sequence[Any] | dict[str, Any]]]
+
+
+def compile_statement(stmt: ClauseElement, dialect: Dialect) -> Compiled:
+    """SQL text and a function that gives its parameters (optionally overriding some)."""
+    compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    assert isinstance(compiled, SQLCompiler)
+    sql = str(compiled)
+    positions = compiled.positiontup
+
+    if positions is None:
+
+        def named(override: dict[str, Any] | None) -> dict[str, Any]:
+            return dict(compiled.construct_params(params=override, _check=False))
+
+        return sql, named
+
+    def positional(override: dict[str, Any] | None) -> list[Any]:
+        params = compiled.construct_params(params=override, _check=False)
+        return [params[k] for k in positions]
+
+    return sql, positional
+
+
+class EntityShape:
+    """The columns read for an entity type and how to decode a row of them."""
+
+    def __init__(self, registry: Registry, entity: EntityType, select_: tuple[str, ...] | None) -> None:
+        props = [p for p in entity.properties if select_ is None or p.name in select_]
+        prop_cols, self.decoders = codec.property_decoders(props, 1)
+        self.fks = [
+            (rel.name, storage.column)
+            for rel in entity.relations
+            if isinstance(storage := registry.storage(rel), FkOnSource)
+        ]
+        self.columns = ["id", *prop_cols, *(col for _, col in self.fks)]
+        self.fk_offset = 1 + len(prop_cols)
+
+    def decode(self, row: Sequence[Any]) -> Entity:
+        values = {name: dec(row) for name, dec in self.decoders}
+        links = {name: row[self.fk_offset + i] for i, (name, _) in enumerate(self.fks)}
+        return Entity(row[0], values, links)
+
+
+class SqlSession:
+    """One connection's worth of reading and writing."""
+
+    def __init__(
+        self,
+        conn: Any,
+        registry: Registry,
+        metadata: MetaData,
+        dialect: SqlStoreDialect,
+        compiler: Compiler,
+        statements: dict[Any, Compiled],
+    ) -> None:
+        self.conn = conn
+        self.statements = statements  # compiled statements shared by the store's sessions
+        self.registry = registry
+        self.metadata = metadata
+        self.dialect = dialect
+        self.compiler = compiler
+        self.deferred: list[tuple[str, Any]] = []
+        self._shapes: dict[tuple[str, tuple[str, ...] | None], EntityShape] = {}
+
+    # -- execution ------------------------------------------------------------------
+
+    def _compile(self, stmt: ClauseElement) -> Compiled:
+        return compile_statement(stmt, self.dialect.sa_dialect)
+
+    def fetch(self, stmt: ClauseElement) -> list[tuple[Any, ...]]:
+        sql, params = self._compile(stmt)
+        cur = self.conn.execute(sql, params(None))
+        return cur.fetchall()  # type: ignore[no-any-return]
+
+    def rows(self, stmt: ClauseElement) -> list[tuple[Any, ...]]:
+        return self.fetch(stmt)
+
+    def scalar(self, stmt: ClauseElement) -> Any:
+        rows = self.fetch(stmt)
+        return rows[0][0] if rows else None
+
+    def execute(self, stmt: ClauseElement) -> int:
+        sql, params = self._compile(stmt)
+        return self.conn.execute(sql, params(None)).rowcount  # type: ignore[no-any-return]
+
+    def shape(self, entity: EntityType, select_: tuple[str, ...] | None) -> EntityShape:
+        key = (entity.name, select_)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = EntityShape(self.registry, entity, select_)
+        return shape
+
+    # -- reading plans ----------------------------------------------------------------
+
+    def read(self, plan: ReadPlan) -> Entity | Collection | None:
+        shape = self.shape(plan.entity, plan.select)
+        rows = self.fetch(self.compiler.page(plan, shape.columns, plan.steps))
+        items = [shape.decode(r) for r in rows]
+        if plan.single:
+            self._expand(plan, items)
+            return items[0] if items else None
+        more = len(items) > plan.top
+        del items[plan.top :]
+        count = None
+        if plan.count:
+            count = self.scalar(self.compiler.count(plan, plan.steps))
+        self._expand(plan, items)
+        return Collection(items, count, more)
+
+    def _expand(self, plan: ReadPlan, parents: list[Entity]) -> None:
+        if not parents:
+            return
+        for ep in plan.expand:
+            sub = ep.plan
+            shape = self.shape(sub.entity, sub.select)
+            steps = (Step(plan.entity, None, 0), Step(sub.entity, ep.relation, None))
+            page_sql, page_params = self._compile(self.compiler.page(sub, shape.columns, steps, param=True))
+            count_sql = count_params = None
+            if sub.count and not sub.single:
+                count_sql, count_params = self._compile(self.compiler.count(sub, steps, param=True))
+            children: list[Entity] = []
+            for parent in parents:
+                override = {PARENT_ID: parent.id}
+                items = [shape.decode(r) for r in self.conn.execute(page_sql, page_params(override)).fetchall()]
+                if sub.single:
+                    parent.expanded[ep.relation.name] = items[0] if items else None
+                    children.extend(items[:1])
+                    continue
+                more = len(items) > sub.top
+                del items[sub.top :]
+                count = None
+                if count_sql is not None and count_params is not None:
+                    count = self.conn.execute(count_sql, count_params(override)).fetchone()[0]
+                parent.expanded[ep.relation.name] = Collection(items, count, more)
+                children.extend(items)
+            self._expand(sub, children)
+
+    # -- writing ---------------------------------------------------------------------
+
+    def table(self, entity: EntityType) -> Table:
+        return self.metadata.tables[entity.table]
+
+    def insert(self, entity: EntityType, props: dict[str, Any], fks: dict[str, int | None]) -> int:
+        values = codec.encode(entity, props)
+        values.update(fks)
+        sql, params = self._insert_sql(entity.table, tuple(values))
+        row = self.conn.execute(sql, params(values)).fetchone()
+        return int(row[0])
+
+    def _insert_sql(self, table_name: str, columns: tuple[str, ...]) -> Compiled:
+        """INSERT … RETURNING id, compiled once per table and column set (the hot path of ingestion)."""
+        key = ("insert", table_name, columns)
+        found = self.statements.get(key)
+        if found is None:
+            table = self.metadata.tables[table_name]
+            stmt = insert(table).values({c: bindparam(c) for c in columns}).returning(table.c.id)
+            found = self.statements[key] = compile_statement(stmt, self.dialect.sa_dialect)
+        return found
+
+    def update(self, entity: EntityType, id: int, props: dict[str, Any], fks: dict[str, int | None]) -> None:
+        values = codec.encode(entity, props)
+        values.update(fks)
+        if values:
+            table = self.table(entity)
+            self.execute(update(table).where(table.c.id == id).values(values))
+
+    def delete(self, entity: EntityType, id: int) -> bool:
+        table = self.table(entity)
+        return self.execute(delete(table).where(table.c.id == id)) > 0
+
+    def exists(self, entity: EntityType, id: int) -> bool:
+        table = self.table(entity)
+        return self.scalar(select(table.c.id).where(table.c.id == id)) is not None
+
+    def get(self, entity: EntityType, id: int) -> Entity | None:
+        shape = self.shape(entity, None)
+        table = self.table(entity)
+        rows = self.fetch(select(*(table.c[c] for c in shape.columns)).where(table.c.id == id))
+        return shape.decode(rows[0]) if rows else None
+
+    def related_ids(self, entity: EntityType, id: int, rel: Relation) -> list[int]:
+        target = self.registry.target(rel)
+        table = self.table(target)
+        steps = (Step(entity, None, id), Step(target, rel, None))
+        stmt = select(table.c.id).where(self.compiler.scope(steps, table)).order_by(table.c.id)
+        return [r[0] for r in self.fetch(stmt)]
+
+    def count_related(self, entity: EntityType, id: int, rel: Relation) -> int:
+        target = self.registry.target(rel)
+        table = self.table(target)
+        steps = (Step(entity, None, id), Step(target, rel, None))
+        return int(self.scalar(select(func.count()).select_from(table).where(self.compiler.scope(steps, table))))
+
+    def link(self, link: LinkTable, source: int, target: int) -> None:
+        table = self.metadata.tables[link.table]
+        stmt = self.dialect.insert_ignore(table).values({link.source_column: source, link.target_column: target})
+        self.execute(stmt)
+
+    def unlink(self, link: LinkTable, source: int, target: int | None = None) -> int:
+        table = self.metadata.tables[link.table]
+        stmt = delete(table).where(table.c[link.source_column] == source)
+        if target is not None:
+            stmt = stmt.where(table.c[link.target_column] == target)
+        return self.execute(stmt)
+
+    def scalar_generated_foi(self, location_id: int) -> int | None:
+        table = self.metadata.tables["locations"]
+        return self.scalar(select(table.c.generated_foi_id).where(table.c.id == location_id))  # type: ignore[no-any-return]
+
+    def set_generated_foi(self, location_id: int, foi_id: int | None) -> None:
+        table = self.metadata.tables["locations"]
+        self.execute(update(table).where(table.c.id == location_id).values(generated_foi_id=foi_id))
+
+    def observation_extent(self, datastream_id: int) -> tuple[Any, Any, Any, Any, list[int]]:
+        """(min phenomenon start, max phenomenon end, min and max resultTime, FeatureOfInterest ids)."""
+        obs = self.metadata.tables["observations"]
+        end = func.coalesce(obs.c.phenomenon_time_end, obs.c.phenomenon_time_start)
+        row = self.fetch(
+            select(
+                func.min(obs.c.phenomenon_time_start),
+                func.max(end),
+                func.min(obs.c.result_time),
+                func.max(obs.c.result_time),
+            ).where(obs.c.datastream_id == datastream_id)
+        )[0]
+        fois = self.fetch(select(obs.c.feature_of_interest_id).where(obs.c.datastream_id == datastream_id).distinct())
+        return row[0], row[1], row[2], row[3], [r[0] for r in fois]
+
+    def defer(self, key: str, data: Any) -> None:
+        self.deferred.append((key, data))

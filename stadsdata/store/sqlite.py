@@ -1,0 +1,285 @@
+"""The embedded store: SQLite in WAL mode, one writer thread, a pool of readers.
+
+Writes are units of work queued to the writer, which runs every unit that is
+waiting in one transaction (each in a savepoint, so one failing unit does not
+affect the others), runs the batch's deferred work (e.g. Datastream
+aggregates, once per Datastream per batch), commits, and only then answers
+the callers. Group commit keeps a durable commit per acknowledged write while
+sustaining thousands of writes per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy
+from sqlalchemy import ColumnElement, Table, func
+from sqlalchemy.dialects import sqlite as sa_sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.pool import NullPool
+
+from stadsdata.model.entities import Registry
+from stadsdata.query.plan import ReadPlan
+from stadsdata.store import geometry, migrations
+from stadsdata.store.base import Collection, DeferredFn, Entity, Finish, Tx
+from stadsdata.store.compile import Compiler
+from stadsdata.store.schema import build_metadata
+from stadsdata.store.sql import Compiled, SqlSession
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_STOP = object()
+
+
+class SQLiteDialect:
+    sa_dialect: Dialect = sa_sqlite.dialect()
+
+    def json_member(self, column: ColumnElement[Any], keys: Sequence[str]) -> ColumnElement[Any]:
+        path = "$" + "".join('."' + k.replace('"', '""') + '"' for k in keys)
+        return func.json_extract(column, path)
+
+    def insert_ignore(self, table: Table) -> Any:
+        return sa_sqlite.insert(table).on_conflict_do_nothing()
+
+    def time_part(self, micros: ColumnElement[Any], part: str) -> ColumnElement[Any]:
+        fmt = {"year": "%Y", "month": "%m", "day": "%d", "hour": "%H", "minute": "%M", "second": "%S"}[part]
+        seconds = func.floor(micros / 1_000_000.0)
+        return sqlalchemy.cast(func.strftime(fmt, seconds, "unixepoch"), sqlalchemy.Integer)
+
+    def geo_predicate(self, predicate: str, a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[bool]:
+        return func.sd_geo_predicate(predicate, a, b) == 1
+
+    def geo_relate(
+        self, a: ColumnElement[Any], b: ColumnElement[Any], pattern: ColumnElement[Any]
+    ) -> ColumnElement[bool]:
+        return func.sd_geo_relate(a, b, pattern) == 1
+
+    def geo_distance(self, a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.sd_geo_distance(a, b)
+
+    def geo_length(self, a: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.sd_geo_length(a)
+
+
+class _Unit:
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(self, fn: Callable[[Tx], Any], future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self.future = future
+        self.loop = loop
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class SQLiteStore:
+    """The embedded store. ``path`` is a file; it is created and migrated on open."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        registry: Registry,
+        *,
+        synchronous: str = "FULL",
+        readers: int = 4,
+        max_batch: int = 512,
+    ) -> None:
+        self.path = str(path)
+        self.registry = registry
+        self.metadata = build_metadata(registry)
+        self.dialect = SQLiteDialect()
+        self.compiler = Compiler(registry, self.metadata, self.dialect)
+        self.synchronous = synchronous
+        self.max_batch = max_batch
+        self._statements: dict[Any, Compiled] = {}
+        self._deferred: dict[str, DeferredFn] = {}
+        self._local = threading.local()
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="stadsdata-read")
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self.migrate()
+
+    # -- connections -----------------------------------------------------------------
+
+    def _connect(self, *, write: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        if not write:
+            conn.execute("PRAGMA query_only=ON")
+        geometry.register(conn)
+        return conn
+
+    def session(self, conn: sqlite3.Connection) -> SqlSession:
+        return SqlSession(conn, self.registry, self.metadata, self.dialect, self.compiler, self._statements)
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the newest migration."""
+        engine = sqlalchemy.create_engine(f"sqlite:///{self.path}", poolclass=NullPool)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+                migrations.upgrade(conn)
+        finally:
+            engine.dispose()
+
+    def schema_revision(self) -> str | None:
+        engine = sqlalchemy.create_engine(f"sqlite:///{self.path}", poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                return migrations.current(conn)
+        finally:
+            engine.dispose()
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _reader_session(self) -> SqlSession:
+        session: SqlSession | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = self.session(self._connect(write=False))
+        return session
+
+    def _in_read_tx(self, fn: Callable[[SqlSession], T]) -> T:
+        session = self._reader_session()
+        # One snapshot for all statements of the request (page, count, expands).
+        session.conn.execute("BEGIN")
+        try:
+            return fn(session)
+        finally:
+            session.conn.execute("COMMIT")
+
+    async def read(self, plan: ReadPlan) -> Entity | Collection | None:
+        return await self.run_read(lambda s: s.read(plan))
+
+    async def run_read(self, fn: Callable[[Any], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._in_read_tx, fn)
+
+    # -- writing ---------------------------------------------------------------------
+
+    def register_deferred(self, key: str, fn: DeferredFn) -> None:
+        """Register the batch-level function that consumes ``Tx.defer(key, …)`` data."""
+        self._deferred[key] = fn
+
+    async def write(self, fn: Callable[[Tx], Any]) -> Any:
+        """Run ``fn`` on the writer; return its result once it is committed."""
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop, name="stadsdata-write", daemon=True)
+            self._writer.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Unit(fn, future, loop))
+        return await future
+
+    def write_sync(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in a transaction of its own on a new connection (CLI, tests; not while serving)."""
+        conn = self._connect(write=True)
+        try:
+            session = self.session(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(session)
+                self._run_deferred(session, session.deferred)
+                if isinstance(result, Finish):
+                    result = result.fn(session)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return result
+        finally:
+            conn.close()
+
+    def _run_deferred(self, session: SqlSession, items: list[tuple[str, Any]]) -> None:
+        grouped: dict[str, list[Any]] = {}
+        for key, data in items:
+            grouped.setdefault(key, []).append(data)
+        for key, data_list in grouped.items():
+            self._deferred[key](session, data_list)
+        items.clear()
+
+    def _write_loop(self) -> None:
+        conn = self._connect(write=True)
+        session = self.session(conn)
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._run_batch(conn, session, batch)
+            if stop:
+                break
+        conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, session: SqlSession, batch: list[_Unit]) -> None:
+        results: list[tuple[_Unit, Any, BaseException | None]] = []
+        deferred: list[tuple[str, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for unit in batch:
+                session.deferred = []
+                conn.execute("SAVEPOINT unit")
+                try:
+                    result = unit.fn(session)
+                except BaseException as exc:  # noqa: BLE001 - delivered to the caller
+                    conn.execute("ROLLBACK TO unit")
+                    conn.execute("RELEASE unit")
+                    results.append((unit, None, exc))
+                    continue
+                conn.execute("RELEASE unit")
+                deferred.extend(session.deferred)
+                results.append((unit, result, None))
+            self._run_deferred(session, deferred)
+            final: list[tuple[_Unit, Any, BaseException | None]] = []
+            for unit, result, error in results:
+                if error is None and isinstance(result, Finish):
+                    try:
+                        result = result.fn(session)
+                    except BaseException as exc:  # noqa: BLE001
+                        error = exc
+                final.append((unit, result, error))
+            conn.execute("COMMIT")
+        except BaseException as exc:  # noqa: BLE001 - the whole batch failed; tell every caller
+            log.exception("write batch failed")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            final = [(unit, None, exc) for unit in batch]
+        for unit, result, error in final:
+            unit.loop.call_soon_threadsafe(_resolve, unit.future, result, error)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+            self._writer = None
+        self._readers.shutdown(wait=True)
