@@ -41,8 +41,7 @@ FUNCTIONS: Final[dict[str, tuple[int, ...]]] = {
     "substring": (2, 3),
     **dict.fromkeys(("length", "tolower", "toupper", "trim"), (1,)),
     **dict.fromkeys(
-        ("year", "month", "day", "hour", "minute", "second", "fractionalseconds", "date", "time",
-         "totaloffsetminutes"),
+        ("year", "month", "day", "hour", "minute", "second", "fractionalseconds", "date", "time", "totaloffsetminutes"),
         (1,),
     ),
     **dict.fromkeys(("now", "mindatetime", "maxdatetime"), (0,)),
@@ -51,8 +50,16 @@ FUNCTIONS: Final[dict[str, tuple[int, ...]]] = {
     "geo.length": (1,),
     "geo.intersects": (2,),
     **dict.fromkeys(
-        ("st_equals", "st_disjoint", "st_touches", "st_within", "st_overlaps", "st_crosses",
-         "st_intersects", "st_contains"),
+        (
+            "st_equals",
+            "st_disjoint",
+            "st_touches",
+            "st_within",
+            "st_overlaps",
+            "st_crosses",
+            "st_intersects",
+            "st_contains",
+        ),
         (2,),
     ),
     "st_relate": (3,),
@@ -96,19 +103,24 @@ class ParseFailure(Exception):
 # ------------------------------------------------------------------ literals
 
 
+def at(token: Token) -> int:
+    """Where ``token`` starts; lark types the position as optional, but its lexer always sets it."""
+    return token.start_pos or 0
+
+
 def _int(token: Token) -> int:
     # Checked before int() because int() refuses strings over 4300 digits
     # with a ValueError, and an int64 is what every store can hold.
     digits = token.value.lstrip("0") or "0"
     if len(digits) > 19 or int(digits) > _INT_MAX:
-        raise ParseFailure(f"integer {_shorten(token.value)} is too large (largest is {_INT_MAX})", token.start_pos)
+        raise ParseFailure(f"integer {_shorten(token.value)} is too large (largest is {_INT_MAX})", at(token))
     return int(digits)
 
 
 def _float(token: Token) -> float:
     value = float(token.value)
     if value in (float("inf"), float("-inf")):
-        raise ParseFailure(f"number {_shorten(token.value)} is too large", token.start_pos)
+        raise ParseFailure(f"number {_shorten(token.value)} is too large", at(token))
     return value
 
 
@@ -128,7 +140,7 @@ def _datetime(token: Token) -> datetime:
             tz = timezone(-offset if sign == "-" else offset)
         return datetime(int(y), int(mo), int(d), int(h), int(mi), int(s or 0), _microseconds(frac), tzinfo=tz)
     except ValueError as exc:
-        raise ParseFailure(f"invalid date-time {token.value!r}: {exc}", token.start_pos) from None
+        raise ParseFailure(f"invalid date-time {token.value!r}: {exc}", at(token)) from None
 
 
 def _date(token: Token) -> date:
@@ -136,7 +148,7 @@ def _date(token: Token) -> date:
     try:
         return date(int(y), int(mo), int(d))
     except ValueError as exc:
-        raise ParseFailure(f"invalid date {token.value!r}: {exc}", token.start_pos) from None
+        raise ParseFailure(f"invalid date {token.value!r}: {exc}", at(token)) from None
 
 
 def _time(token: Token) -> time:
@@ -146,12 +158,13 @@ def _time(token: Token) -> time:
     try:
         return time(int(h), int(mi), int(s or 0), _microseconds(frac))
     except ValueError as exc:
-        raise ParseFailure(f"invalid time {token.value!r}: {exc}", token.start_pos) from None
+        raise ParseFailure(f"invalid time {token.value!r}: {exc}", at(token)) from None
 
 
 def _quoted(token: Token) -> str:
     """The text between the quotes of ``prefix'...'``."""
-    return token.value[token.value.index("'") + 1 : -1]
+    text: str = token.value
+    return text[text.index("'") + 1 : -1]
 
 
 def _duration(token: Token) -> timedelta:
@@ -160,14 +173,14 @@ def _duration(token: Token) -> timedelta:
     parts = m.groups() if m else ()
     if m is None or not any(parts[1:5] + parts[6:]) or (parts[5] and not any(parts[6:])):
         raise ParseFailure(
-            f"invalid duration {text!r}: expected ISO 8601 like 'P1DT2H30M', 'PT15M' or 'P2W'", token.start_pos
+            f"invalid duration {text!r}: expected ISO 8601 like 'P1DT2H30M', 'PT15M' or 'P2W'", at(token)
         )
     sign, years, months, weeks, days, _, hours, minutes, seconds = parts
     if years or months:
         raise ParseFailure(
             f"invalid duration {text!r}: years and months have no fixed length; use weeks, days, hours,"
             " minutes and seconds (for example P30D)",
-            token.start_pos,
+            at(token),
         )
     # Decimal keeps fractional seconds exact; timedelta(seconds=0.1) would not.
     total = sum(
@@ -177,7 +190,7 @@ def _duration(token: Token) -> timedelta:
     try:
         result = timedelta(microseconds=int(total * 1_000_000))
     except (OverflowError, ValueError):
-        raise ParseFailure(f"duration {text!r} is too long", token.start_pos) from None
+        raise ParseFailure(f"duration {text!r} is too long", at(token)) from None
     return -result if sign else result
 
 
@@ -192,7 +205,7 @@ def _geometry(token: Token) -> str:
         raise ParseFailure(
             f"invalid geometry {_shorten(text)!r}: expected well-known text such as 'POINT(7.0 52.2)' or"
             " 'POLYGON((...))' with balanced parentheses",
-            token.start_pos,
+            at(token),
         )
     return text
 
@@ -208,21 +221,21 @@ class ExprBuilder(Transformer[Token, Any]):
         return expr
 
     def binop(self, left: Expr, op: Token, right: Expr) -> BinaryOp:
-        return BinaryOp(op.value, left, right, pos=op.start_pos)
+        return BinaryOp(op.value, left, right, pos=at(op))
 
     def not_op(self, op: Token, operand: Expr) -> UnaryOp:
-        return UnaryOp("not", operand, pos=op.start_pos)
+        return UnaryOp("not", operand, pos=at(op))
 
     def neg_op(self, op: Token, operand: Expr) -> Expr:
         # OData makes the sign part of a number literal, so -5 is Literal(-5)
         # rather than a negation the stores would have to fold.
         if isinstance(operand, Literal) and operand.type in ("int", "float"):
             assert isinstance(operand.value, (int, float))
-            return Literal(-operand.value, operand.type, pos=op.start_pos)
-        return UnaryOp("neg", operand, pos=op.start_pos)
+            return Literal(-operand.value, operand.type, pos=at(op))
+        return UnaryOp("neg", operand, pos=at(op))
 
     def path(self, token: Token) -> Path:
-        return Path(tuple(token.value.split("/")), pos=token.start_pos)
+        return Path(tuple(token.value.split("/")), pos=at(token))
 
     def call(self, name: Token, *args: Expr | None) -> Call:
         fname = name.value.lower()
@@ -231,46 +244,45 @@ class ExprBuilder(Transformer[Token, Any]):
         if arities is None:
             close = difflib.get_close_matches(fname, FUNCTIONS, n=1)
             hint = f"; did you mean {close[0]}()?" if close else ""
-            raise ParseFailure(f"unknown function '{name.value}' — not a SensorThings API 1.1 function{hint}",
-                               name.start_pos)
+            raise ParseFailure(f"unknown function '{name.value}' — not a SensorThings API 1.1 function{hint}", at(name))
         if len(given) not in arities:
             expected = " or ".join(str(n) for n in arities)
             noun = "argument" if arities == (1,) else "arguments"
-            raise ParseFailure(f"function {fname}() takes {expected} {noun}, got {len(given)}", name.start_pos)
-        return Call(fname, given, pos=name.start_pos)
+            raise ParseFailure(f"function {fname}() takes {expected} {noun}, got {len(given)}", at(name))
+        return Call(fname, given, pos=at(name))
 
     def string_lit(self, t: Token) -> Literal:
-        return Literal(t.value[1:-1].replace("''", "'"), "string", pos=t.start_pos)
+        return Literal(t.value[1:-1].replace("''", "'"), "string", pos=at(t))
 
     def int_lit(self, t: Token) -> Literal:
-        return Literal(_int(t), "int", pos=t.start_pos)
+        return Literal(_int(t), "int", pos=at(t))
 
     def float_lit(self, t: Token) -> Literal:
-        return Literal(_float(t), "float", pos=t.start_pos)
+        return Literal(_float(t), "float", pos=at(t))
 
     def true_lit(self, t: Token) -> Literal:
-        return Literal(True, "bool", pos=t.start_pos)
+        return Literal(True, "bool", pos=at(t))
 
     def false_lit(self, t: Token) -> Literal:
-        return Literal(False, "bool", pos=t.start_pos)
+        return Literal(False, "bool", pos=at(t))
 
     def null_lit(self, t: Token) -> Literal:
-        return Literal(None, "null", pos=t.start_pos)
+        return Literal(None, "null", pos=at(t))
 
     def datetime_lit(self, t: Token) -> Literal:
-        return Literal(_datetime(t), "datetime", pos=t.start_pos)
+        return Literal(_datetime(t), "datetime", pos=at(t))
 
     def date_lit(self, t: Token) -> Literal:
-        return Literal(_date(t), "date", pos=t.start_pos)
+        return Literal(_date(t), "date", pos=at(t))
 
     def time_lit(self, t: Token) -> Literal:
-        return Literal(_time(t), "time", pos=t.start_pos)
+        return Literal(_time(t), "time", pos=at(t))
 
     def duration_lit(self, t: Token) -> Literal:
-        return Literal(_duration(t), "duration", pos=t.start_pos)
+        return Literal(_duration(t), "duration", pos=at(t))
 
     def geo_lit(self, t: Token) -> Literal:
-        return Literal(_geometry(t), "geometry", pos=t.start_pos)
+        return Literal(_geometry(t), "geometry", pos=at(t))
 
 
 def load_grammar() -> str:
@@ -287,7 +299,8 @@ def _filter_parser() -> Lark:
 # ------------------------------------------------------------------ errors
 
 _OPERAND_TERMINALS: Final = frozenset(
-    ["STRING", "INT", "DECIMAL", "TRUE", "FALSE", "NULL", "DATETIME", "DATE", "TIME", "DURATION", "GEO", "PATH", "FUNC", "LPAR", "NOT", "MINUS"]
+    ("STRING", "INT", "DECIMAL", "TRUE", "FALSE", "NULL", "DATETIME", "DATE", "TIME", "DURATION", "GEO")
+    + ("PATH", "FUNC", "LPAR", "NOT", "MINUS")
 )
 _OPERATOR_TERMINALS: Final = frozenset(["OR", "AND", "CMP", "ADDOP", "MULOP"])
 _OPTION_TERMINALS: Final = frozenset(
@@ -391,7 +404,7 @@ def _translate(exc: UnexpectedInput, text: str) -> tuple[str, int]:
                 return "unbalanced parenthesis: '(' is never closed", unclosed_open
             found = "end of input"
         else:
-            pos = token.start_pos if token.start_pos is not None else 0
+            pos = at(token) if at(token) is not None else 0
             if token.type == "RPAR" and stray_close == pos:
                 return "unbalanced parenthesis: ')' has no matching '('", pos
             found = "string literal" if token.type == "STRING" else "'" + _shorten(token.value) + "'"
@@ -402,21 +415,21 @@ def _translate(exc: UnexpectedInput, text: str) -> tuple[str, int]:
             message += f" ({_OPERATOR_HINTS[token.value[:1]]})"
         return message, pos
     if isinstance(exc, UnexpectedCharacters):
-        pos = exc.pos_in_stream
+        cpos: int = exc.pos_in_stream or 0
         allowed = _acceptable(exc, {*(exc.allowed or ()), "$END"})
         char = exc.char
         if char == "'":
-            return "unterminated string literal: a closing ' is missing (write '' for a quote inside)", pos
+            return "unterminated string literal: a closing ' is missing (write '' for a quote inside)", cpos
         if char == "$" and allowed & _OPTION_TERMINALS:
-            m = re.compile(r"\$?\w*").match(text, pos)
+            m = re.compile(r"\$?\w*").match(text, cpos)
             name = m.group() if m else "$"
-            return f"unknown query option '{_shorten(name)}'{_known_option_hint(name)}", pos
-        if char == ")" and stray_close == pos:
-            return "unbalanced parenthesis: ')' has no matching '('", pos
+            return f"unknown query option '{_shorten(name)}'{_known_option_hint(name)}", cpos
+        if char == ")" and stray_close == cpos:
+            return "unbalanced parenthesis: ')' has no matching '('", cpos
         message = f"unexpected character {char!r} — expected {_describe_expected(allowed)}"
         if char in _OPERATOR_HINTS and allowed & _OPERATOR_TERMINALS:
             message += f" ({_OPERATOR_HINTS[char]})"
-        return message, pos
+        return message, cpos
     return "could not parse the input", getattr(exc, "pos_in_stream", None) or 0
 
 
@@ -454,11 +467,13 @@ def check_depth(expr: Expr, option: str) -> None:
 def run_parser(parser: Lark, text: str, start: str, option: str) -> Any:
     """Parse ``text`` from rule ``start``; every failure becomes a ``QuerySyntaxError``."""
     if len(text) > MAX_LENGTH:
-        raise QuerySyntaxError(f"value is too long ({len(text)} characters; at most {MAX_LENGTH})",
-                               option=option, position=MAX_LENGTH)
+        raise QuerySyntaxError(
+            f"value is too long ({len(text)} characters; at most {MAX_LENGTH})", option=option, position=MAX_LENGTH
+        )
     if not text.strip(" \t\r\n"):
-        raise QuerySyntaxError(f"value is empty — expected {_EMPTY_WHAT.get(start, 'a value')}",
-                               option=option, position=len(text))
+        raise QuerySyntaxError(
+            f"value is empty — expected {_EMPTY_WHAT.get(start, 'a value')}", option=option, position=len(text)
+        )
     try:
         return parser.parse(text, start=start)
     except ParseFailure as exc:

@@ -24,7 +24,15 @@ from lark import Lark, Token, v_args
 
 from stadsdata.errors import QuerySyntaxError
 from stadsdata.query.ast import Expand, Expr, OrderBy, QueryOptions
-from stadsdata.query.filter import OPTION_NAMES, ExprBuilder, ParseFailure, check_depth, load_grammar, parse_filter
+from stadsdata.query.filter import (
+    OPTION_NAMES,
+    ExprBuilder,
+    ParseFailure,
+    at,
+    check_depth,
+    load_grammar,
+    parse_filter,
+)
 from stadsdata.query.filter import run_parser as _run_parser
 
 __all__ = ["MAX_EXPAND_DEPTH", "parse_expand", "parse_options", "parse_orderby", "parse_select"]
@@ -113,23 +121,23 @@ class OptionsBuilder(ExprBuilder):
 
     def expand_item(self, path: Token, *options: _Option) -> Expand:
         segments = path.value.split("/")
-        offsets = [path.start_pos]
+        offsets = [at(path)]
         for seg in segments[:-1]:
             offsets.append(offsets[-1] + len(seg) + 1)
-        for seg, pos in zip(segments, offsets):
+        for seg, pos in zip(segments, offsets, strict=True):
             if seg.startswith("@") or seg[0].isdigit():
                 raise ParseFailure(f"'{seg}' is not a navigation property name", pos)
         values: dict[str, Any] = {}
         for field_name, value, token in options:
             if field_name in values:
-                raise ParseFailure(f"{token.value} is given twice for {segments[-1]}", token.start_pos)
+                raise ParseFailure(f"{token.value} is given twice for {segments[-1]}", at(token))
             values[field_name] = value
         inner = QueryOptions(**values)
         if len(segments) + _expand_depth(inner.expand) > MAX_EXPAND_DEPTH:
-            raise ParseFailure(f"$expand is nested too deeply (more than {MAX_EXPAND_DEPTH} levels)", path.start_pos)
+            raise ParseFailure(f"$expand is nested too deeply (more than {MAX_EXPAND_DEPTH} levels)", at(path))
         # Datastreams/Observations(opts) is Datastreams($expand=Observations(opts)).
         item = Expand(segments[-1], inner, pos=offsets[-1])
-        for seg, pos in zip(reversed(segments[:-1]), reversed(offsets[:-1])):
+        for seg, pos in zip(reversed(segments[:-1]), reversed(offsets[:-1]), strict=True):
             item = Expand(seg, QueryOptions(expand=(item,)), pos=pos)
         return item
 
@@ -140,10 +148,10 @@ class OptionsBuilder(ExprBuilder):
         return ("orderby", items, name)
 
     def opt_top(self, name: Token, value: Token) -> _Option:
-        return ("top", _bounded(value.value, value.start_pos), name)
+        return ("top", _bounded(value.value, at(value)), name)
 
     def opt_skip(self, name: Token, value: Token) -> _Option:
-        return ("skip", _bounded(value.value, value.start_pos), name)
+        return ("skip", _bounded(value.value, at(value)), name)
 
     def opt_count(self, name: Token, value: Token) -> _Option:
         return ("count", value.type == "TRUE", name)

@@ -8,7 +8,7 @@ parameters.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import shapely.errors
@@ -181,8 +181,13 @@ class Compiler:
             return and_(left, right) if expr.op == "and" else or_(left, right)
         if isinstance(expr, UnaryOp) and expr.op == "not":
             return not_(self.condition(expr.operand, entity, table))
+        related = self._through_relation(expr, entity, table)
+        if related is not None:
+            return related
         if isinstance(expr, BinaryOp) and expr.op in _COMPARE:
-            return self._compare(expr, entity, table)
+            return compare(
+                expr.op, self.value(expr.left, entity, table, "$filter"), self.value(expr.right, entity, table, "$filter")
+            )
         value = self.value(expr, entity, table, "$filter")
         if value.kind == "bool":
             return value.sql == true()
@@ -192,42 +197,39 @@ class Compiler:
             "this expression is not a condition (true or false)", option="$filter", position=_pos(expr)
         )
 
-    def _compare(self, expr: BinaryOp, entity: EntityType, table: FromClause) -> ColumnElement[bool]:
-        path = self._relation_path(expr, entity)
-        if path is not None:
-            return self._compare_related(expr, path, entity, table)
-        left = self.value(expr.left, entity, table, "$filter")
-        right = self.value(expr.right, entity, table, "$filter")
-        return compare(expr.op, left, right)
+    def _through_relation(self, expr: Expr, entity: EntityType, table: FromClause) -> ColumnElement[bool] | None:
+        """A predicate whose paths all start with the same relation: true when a related row satisfies it.
 
-    @staticmethod
-    def _relation_path(expr: BinaryOp, entity: EntityType) -> Path | None:
-        """The operand that is a path through a relation, if any."""
-        for side in (expr.left, expr.right):
-            if isinstance(side, Path) and len(side.segments) > 1 and entity.relation(side.segments[0]):
-                return side
-        return None
-
-    def _compare_related(
-        self, expr: BinaryOp, path: Path, entity: EntityType, table: FromClause
-    ) -> ColumnElement[bool]:
-        """A comparison through relations: true when some related row satisfies it."""
-        resolved = resolve_path(self.registry, entity, path, "$filter")
-        source, current = table, entity
-        hops: list[tuple[Relation, FromClause, FromClause]] = []
-        for rel in resolved.relations:
-            target = self.registry.target(rel)
-            alias = self.table(target).alias()
-            hops.append((rel, source, alias))
-            source, current = alias, target
-        local = Path(path.segments[len(resolved.relations) :], path.pos)
-        inner = BinaryOp(
-            expr.op, local if expr.left == path else expr.left, local if expr.right == path else expr.right
-        )
-        cond = self._compare(inner, current, source)
-        for rel, src, alias in reversed(hops):
-            cond = exists(select(literal(1)).select_from(alias).where(self.related(rel, src, alias), cond))
-        return cond
+        ``Locations/name eq 'x'`` and ``st_within(Locations/location, …)`` become
+        EXISTS over the related rows, so they hold when any related entity
+        matches (FROST-Server's semantics). ``Datastream/@iot.id eq 3`` becomes a
+        plain foreign-key comparison.
+        """
+        paths = list(_paths(expr))
+        if not paths or any(len(p.segments) < 2 for p in paths):
+            return None
+        first = paths[0].segments[0]
+        rel = entity.relation(first)
+        if rel is None or any(p.segments[0] != first for p in paths):
+            return None
+        storage = self.registry.storage(rel)
+        if (
+            isinstance(storage, FkOnSource)
+            and isinstance(expr, BinaryOp)
+            and expr.op in _COMPARE
+            and len(paths) == 1
+            and paths[0].segments[1:] in (("@iot.id",), ("id",))
+        ):
+            other = expr.right if isinstance(expr.left, Path) else expr.left
+            if isinstance(other, Literal):
+                fk = Value("number", table.c[storage.column])
+                ordered = (fk, literal_value(other)) if isinstance(expr.left, Path) else (literal_value(other), fk)
+                return compare(expr.op, *ordered)
+        target = self.registry.target(rel)
+        alias = self.table(target).alias()
+        inner = _strip_relation(expr, first)
+        cond = self.condition(inner, target, alias)
+        return exists(select(literal(1)).select_from(alias).where(self.related(rel, table, alias), cond))
 
     def value(self, expr: Expr, entity: EntityType, table: FromClause, option: str) -> Value:
         if isinstance(expr, Literal):
@@ -299,6 +301,32 @@ class Compiler:
         if inner.kind == "any":
             return Value("any", wrap(inner.cols[1]), cols=tuple(wrap(c) for c in inner.cols))
         return Value(inner.kind, wrap(inner.sql), None if inner.end is None else wrap(inner.end))
+
+
+def _paths(expr: Expr) -> Iterator[Path]:
+    if isinstance(expr, Path):
+        yield expr
+    elif isinstance(expr, BinaryOp):
+        yield from _paths(expr.left)
+        yield from _paths(expr.right)
+    elif isinstance(expr, UnaryOp):
+        yield from _paths(expr.operand)
+    elif isinstance(expr, Call):
+        for arg in expr.args:
+            yield from _paths(arg)
+
+
+def _strip_relation(expr: Expr, name: str) -> Expr:
+    """``expr`` with the leading ``name/`` removed from every path."""
+    if isinstance(expr, Path):
+        return Path(expr.segments[1:], expr.pos) if expr.segments[0] == name else expr
+    if isinstance(expr, BinaryOp):
+        return BinaryOp(expr.op, _strip_relation(expr.left, name), _strip_relation(expr.right, name), expr.pos)
+    if isinstance(expr, UnaryOp):
+        return UnaryOp(expr.op, _strip_relation(expr.operand, name), expr.pos)
+    if isinstance(expr, Call):
+        return Call(expr.name, tuple(_strip_relation(a, name) for a in expr.args), expr.pos)
+    return expr
 
 
 def _pos(expr: Expr) -> int:
