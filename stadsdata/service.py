@@ -14,7 +14,10 @@ from typing import Any, Literal
 import jsonpatch
 
 from stadsdata.errors import BadRequest, Conflict, MethodNotAllowed, NotFound, ValidationError
+from stadsdata.model.dataarray import ObservationRows
 from stadsdata.model.entities import (
+    DATASTREAM,
+    FEATURE_OF_INTEREST,
     LOCATION,
     OBSERVATION,
     THING,
@@ -197,6 +200,65 @@ class Service:
                 tx.update(seg.entity, target_id, {}, {storage.column: None})
 
         await self.store.write(unit)
+
+    # -- bulk ----------------------------------------------------------------------------
+
+    async def create_observations(self, groups: list[ObservationRows]) -> list[int | str]:
+        """CreateObservations: every valid row is inserted on the bulk path; a bad row gets its error.
+
+        All rows of the request commit together; rows that cannot be created
+        (unknown FeatureOfInterest, a Datastream without one to derive) are
+        reported in place and do not stop the others.
+        """
+
+        def unit(tx: Tx) -> list[int | str]:
+            now = now_micros()
+            out: list[int | str] = []
+            for gi, group in enumerate(groups):
+                out.extend(self._create_group(tx, group, now, f"[{gi}]"))
+            return out
+
+        return await self.store.write(unit)  # type: ignore[no-any-return]
+
+    def _create_group(self, tx: Tx, group: ObservationRows, now: int, where: str) -> list[int | str]:
+        ds_id = group.datastream_id
+        if not tx.exists(DATASTREAM, ds_id):
+            return [f"error: there is no Datastream with @iot.id {ds_id}"] * len(group.rows)
+        results: list[int | str] = []
+        pending: list[tuple[int, dict[str, Any], dict[str, int | None]]] = []
+        known_features: dict[int, bool] = {}
+        derived: int | str | None = None
+        for row in group.rows:
+            if isinstance(row, str):
+                results.append(f"error: {row}")
+                continue
+            props, feature = row
+            if feature is None:
+                if derived is None:
+                    try:
+                        derived = self.rules.derived_feature(tx, ds_id, where)
+                    except ValidationError as exc:
+                        derived = f"error: {exc.message}"
+                if isinstance(derived, str):
+                    results.append(derived)
+                    continue
+                feature = derived
+            elif feature not in known_features:
+                known_features[feature] = tx.exists(FEATURE_OF_INTEREST, feature)
+            if not known_features.get(feature, True):
+                results.append(f"error: there is no FeatureOfInterest with @iot.id {feature}")
+                continue
+            props.setdefault("phenomenonTime", (now, None))
+            if props["phenomenonTime"] is None:
+                props["phenomenonTime"] = (now, None)
+            fks: dict[str, int | None] = {"datastream_id": ds_id, "feature_of_interest_id": feature}
+            pending.append((len(results), props, fks))
+            results.append(0)
+        ids = tx.insert_many(OBSERVATION, [(props, fks) for _, props, fks in pending])
+        for (i, props, fks), new_id in zip(pending, ids, strict=True):
+            results[i] = new_id
+            self.rules.observation_written(tx, props, fks)
+        return results
 
 
 class _Writer:

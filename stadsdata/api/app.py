@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from stadsdata.api import dataarray
 from stadsdata.api.serialize import Serializer
 from stadsdata.errors import (
     BadRequest,
@@ -23,6 +24,7 @@ from stadsdata.errors import (
     STAError,
     UnsupportedMediaType,
 )
+from stadsdata.model.dataarray import parse_create
 from stadsdata.model.entities import Registry, sensing_registry
 from stadsdata.model.values import format_value
 from stadsdata.query.ast import QueryOptions
@@ -107,6 +109,15 @@ class Api:
                 position=exc.pos,
             ) from None
 
+    async def create_observations(self, request: Request) -> Response:
+        """POST /CreateObservations: the dataArray bulk create."""
+        body, _ = await self.body(request)
+        groups = parse_create(body)
+        results = await self.service.create_observations(groups)
+        base = self.base_url(request)
+        links = [r if isinstance(r, str) else f"{base}/Observations({r})" for r in results]
+        return json_response(links, 201)
+
     async def resource(self, request: Request) -> Response:
         path = parse_path(self.registry, request.path_params["path"])
         method = request.method
@@ -184,6 +195,8 @@ class Api:
                 params["$top"] = str(result.plan.top)
                 params["$skip"] = str(result.plan.skip + result.plan.top)
                 next_link = f"{base}/{path.text()}?{urlencode(params, safe='$', quote_via=quote)}"
+            if result.plan.result_format == "dataArray":
+                return json_response(dataarray.format_collection(result.plan, data, base, next_link))
             return json_response(serializer.collection(result.plan, data, next_link))
         return json_response(serializer.entity(path.target, data, result.plan))
 
@@ -221,6 +234,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/", home),
             Route(VERSION_PATH, api.root),
             Route(VERSION_PATH + "/", api.root),
+            Route(VERSION_PATH + "/CreateObservations", api.create_observations, methods=["POST"]),
             Route(VERSION_PATH + "/{path:path}", api.resource, methods=methods),
         ],
         exception_handlers={STAError: sta_error, Exception: server_error, 404: not_found},

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from stadsdata.api import dataarray
 from stadsdata.model.entities import EntityType, Kind, Registry
 from stadsdata.model.values import format_instant, format_interval
 from stadsdata.query.plan import ReadPlan
@@ -53,7 +54,11 @@ class Serializer:
                 sub = expanded[name].plan
                 target = self.registry.target(rel)
                 data = e.expanded.get(name)
-                if isinstance(data, Collection):
+                if isinstance(data, Collection) and sub.result_format == "dataArray":
+                    out[name] = dataarray.format_collection(sub, data, self.base, None)["value"]
+                    if data.count is not None:
+                        out[f"{name}@iot.count"] = data.count
+                elif isinstance(data, Collection):
                     if data.count is not None:
                         out[f"{name}@iot.count"] = data.count
                     out[name] = [self.entity(target, item, sub) for item in data.items]

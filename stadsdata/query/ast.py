@@ -12,7 +12,6 @@ problem in their error messages. ``pos`` takes no part in equality.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 LiteralType = str
 """One of: ``string int float bool null datetime date time duration geometry``."""
@@ -73,7 +72,7 @@ class UnaryOp:
     pos: int = field(default=0, compare=False)
 
 
-Expr = Union[Literal, Path, Call, BinaryOp, UnaryOp]
+Expr = Literal | Path | Call | BinaryOp | UnaryOp
 
 
 @dataclass(frozen=True)

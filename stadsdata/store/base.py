@@ -9,7 +9,7 @@ acknowledged write is a durable write.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -55,6 +55,10 @@ class Tx(Protocol):
     """The operations a unit of write work may use; all within one transaction."""
 
     def insert(self, entity: EntityType, props: dict[str, Any], fks: dict[str, int | None]) -> int: ...
+
+    def insert_many(
+        self, entity: EntityType, rows: Sequence[tuple[dict[str, Any], dict[str, int | None]]]
+    ) -> list[int]: ...
 
     def update(self, entity: EntityType, id: int, props: dict[str, Any], fks: dict[str, int | None]) -> None: ...
 

@@ -186,7 +186,9 @@ class Compiler:
             return related
         if isinstance(expr, BinaryOp) and expr.op in _COMPARE:
             return compare(
-                expr.op, self.value(expr.left, entity, table, "$filter"), self.value(expr.right, entity, table, "$filter")
+                expr.op,
+                self.value(expr.left, entity, table, "$filter"),
+                self.value(expr.right, entity, table, "$filter"),
             )
         value = self.value(expr, entity, table, "$filter")
         if value.kind == "bool":

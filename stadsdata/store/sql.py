@@ -26,6 +26,10 @@ class SqlStoreDialect(SqlDialect, Protocol):
 
     def insert_ignore(self, table: Table) -> Any: ...
 
+    def bulk_insert(self, conn: Any, table: Table, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[int]:
+        """Insert ``rows`` with the database's fast path; return the new ids in order."""
+        ...
+
 
 Compiled = tuple[str, Callable[[dict[str, Any] | None], Sequence[Any] | dict[str, Any]]]
 
@@ -176,6 +180,27 @@ class SqlSession:
         sql, params = self._insert_sql(entity.table, tuple(values))
         row = self.conn.execute(sql, params(values)).fetchone()
         return int(row[0])
+
+    def insert_many(
+        self, entity: EntityType, rows: Sequence[tuple[dict[str, Any], dict[str, int | None]]]
+    ) -> list[int]:
+        """Insert many rows on the database's bulk path; returns their ids in order."""
+        by_columns: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
+        for i, (props, fks) in enumerate(rows):
+            values = codec.encode(entity, props)
+            values.update(fks)
+            by_columns.setdefault(tuple(values), []).append((i, values))
+        ids = [0] * len(rows)
+        for columns, group in by_columns.items():
+            new_ids = self.dialect.bulk_insert(
+                self.conn,
+                self.metadata.tables[entity.table],
+                columns,
+                [tuple(values[c] for c in columns) for _, values in group],
+            )
+            for (i, _), new_id in zip(group, new_ids, strict=True):
+                ids[i] = new_id
+        return ids
 
     def _insert_sql(self, table_name: str, columns: tuple[str, ...]) -> Compiled:
         """INSERT … RETURNING id, compiled once per table and column set (the hot path of ingestion)."""

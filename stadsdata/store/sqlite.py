@@ -50,6 +50,16 @@ class SQLiteDialect:
     def insert_ignore(self, table: Table) -> Any:
         return sa_sqlite.insert(table).on_conflict_do_nothing()
 
+    def bulk_insert(self, conn: Any, table: Table, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[int]:
+        if not rows:
+            return []
+        names = ", ".join(f'"{c}"' for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        conn.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', rows)
+        # One writer inside one transaction and AUTOINCREMENT: the new ids are consecutive.
+        last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+        return list(range(last - len(rows) + 1, last + 1))
+
     def time_part(self, micros: ColumnElement[Any], part: str) -> ColumnElement[Any]:
         fmt = {"year": "%Y", "month": "%m", "day": "%d", "hour": "%H", "minute": "%M", "second": "%S"}[part]
         seconds = func.floor(micros / 1_000_000.0)
