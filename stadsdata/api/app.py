@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from stadsdata.api import dataarray
+from stadsdata.api import batch, dataarray
 from stadsdata.api.serialize import Serializer
 from stadsdata.errors import (
     BadRequest,
@@ -43,6 +43,8 @@ CONFORMANCE = (
     "http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/create-update-delete",
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/batch-request/batch-request",
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/data-array/data-array",
 )
 JSON_TYPES = ("application/json",)
 JSON_PATCH = "application/json-patch+json"
@@ -79,13 +81,8 @@ class Api:
             }
         )
 
-    async def body(self, request: Request, allowed: tuple[str, ...] = JSON_TYPES) -> tuple[Any, str]:
-        """The parsed JSON body and its media type; 413/415/400 when it is too big, not JSON, or malformed."""
-        ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        if ctype not in allowed:
-            raise UnsupportedMediaType(
-                f"unsupported Content-Type {ctype!r}; send {' or '.join(allowed)}", content_type=ctype
-            )
+    async def raw_body(self, request: Request) -> bytes:
+        """The request body, refused with 413 beyond the configured size."""
         limit = self.settings.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -97,7 +94,16 @@ class Api:
             if size > limit:
                 raise PayloadTooLarge(f"the request body is larger than the limit of {limit} bytes")
             chunks.append(chunk)
-        raw = b"".join(chunks)
+        return b"".join(chunks)
+
+    async def body(self, request: Request, allowed: tuple[str, ...] = JSON_TYPES) -> tuple[Any, str]:
+        """The parsed JSON body and its media type; 413/415/400 when it is too big, not JSON, or malformed."""
+        ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if ctype not in allowed:
+            raise UnsupportedMediaType(
+                f"unsupported Content-Type {ctype!r}; send {' or '.join(allowed)}", content_type=ctype
+            )
+        raw = await self.raw_body(request)
         if not raw.strip():
             raise BadRequest("the request body is empty; send a JSON object", field="body")
         try:
@@ -117,6 +123,18 @@ class Api:
         base = self.base_url(request)
         links = [r if isinstance(r, str) else f"{base}/Observations({r})" for r in results]
         return json_response(links, 201)
+
+    async def batch(self, request: Request) -> Response:
+        """POST /$batch, in the OData JSON format or the multipart/mixed format."""
+        ctype = request.headers.get("content-type", "")
+        runner = batch.Batch(request.app, self.service.store, request, VERSION_PATH)
+        if ctype.lower().startswith("multipart/mixed"):
+            raw = await self.raw_body(request)
+            results = await runner.run(batch.parse_multipart_batch(raw, ctype))
+            return batch.multipart_batch_response(results)
+        doc, _ = await self.body(request)
+        results = await runner.run(batch.parse_json_batch(doc))
+        return batch.json_batch_response(results)
 
     async def resource(self, request: Request) -> Response:
         path = parse_path(self.registry, request.path_params["path"])
@@ -235,6 +253,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route(VERSION_PATH, api.root),
             Route(VERSION_PATH + "/", api.root),
             Route(VERSION_PATH + "/CreateObservations", api.create_observations, methods=["POST"]),
+            Route(VERSION_PATH + "/$batch", api.batch, methods=["POST"]),
             Route(VERSION_PATH + "/{path:path}", api.resource, methods=methods),
         ],
         exception_handlers={STAError: sta_error, Exception: server_error, 404: not_found},

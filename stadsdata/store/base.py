@@ -10,6 +10,7 @@ acknowledged write is a durable write.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -96,6 +97,10 @@ class Store(Protocol):
     async def run_read(self, fn: Callable[[Tx], T]) -> T: ...
 
     async def write(self, fn: Callable[[Tx], Any]) -> Any: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """Every ``write`` inside the block joins one transaction, committed at the block's end."""
+        ...
 
     def register_deferred(self, key: str, fn: DeferredFn) -> None: ...
 

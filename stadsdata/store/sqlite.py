@@ -11,12 +11,15 @@ sustaining thousands of writes per second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +41,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _STOP = object()
+_COMMIT = object()
+_ROLLBACK = object()
+
+
+class _RolledBack(Exception):
+    """Ends a transaction() conversation so that its writes are undone."""
 
 
 class SQLiteDialect:
@@ -123,6 +132,9 @@ class SQLiteStore:
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="stadsdata-read")
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
+        self._channel: contextvars.ContextVar[queue.SimpleQueue[Any] | None] = contextvars.ContextVar(
+            f"stadsdata-transaction-{id(self)}", default=None
+        )
         self.migrate()
 
     # -- connections -----------------------------------------------------------------
@@ -192,7 +204,17 @@ class SQLiteStore:
         self._deferred[key] = fn
 
     async def write(self, fn: Callable[[Tx], Any]) -> Any:
-        """Run ``fn`` on the writer; return its result once it is committed."""
+        """Run ``fn`` on the writer; return its result once it is committed.
+
+        Inside ``transaction()`` the unit joins that transaction instead and
+        its result is returned before the commit.
+        """
+        channel = self._channel.get()
+        if channel is not None:
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[Any] = loop.create_future()
+            channel.put(_Unit(fn, fut, loop))
+            return await fut
         if self._writer is None:
             self._writer = threading.Thread(target=self._write_loop, name="stadsdata-write", daemon=True)
             self._writer.start()
@@ -200,6 +222,64 @@ class SQLiteStore:
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.put(_Unit(fn, future, loop))
         return await future
+
+    @asynccontextmanager
+    async def transaction(self, timeout: float = 60.0) -> AsyncIterator[None]:
+        """Make every ``write`` inside the block part of one transaction, committed at its end.
+
+        Used for atomic change sets of ``$batch``. The writer is held for the
+        duration, so keep the block short; it is rolled back when the block
+        raises or when no unit arrives for ``timeout`` seconds.
+        """
+        if self._channel.get() is not None:
+            raise RuntimeError("transactions do not nest")
+        ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[None] = loop.create_future()
+
+        def conversation(session: Any) -> None:
+            loop.call_soon_threadsafe(_resolve, started, None, None)
+            while True:
+                try:
+                    item = ops.get(timeout=timeout)
+                except queue.Empty:
+                    raise TimeoutError("the transaction was abandoned") from None
+                if item is _COMMIT:
+                    return
+                if item is _ROLLBACK:
+                    raise _RolledBack
+                session.conn.execute("SAVEPOINT sub")
+                try:
+                    result = item.fn(session)
+                    self._run_deferred(session, session.deferred)
+                    if isinstance(result, Finish):
+                        result = result.fn(session)
+                except BaseException as exc:  # noqa: BLE001 - delivered to the caller
+                    session.conn.execute("ROLLBACK TO sub")
+                    session.conn.execute("RELEASE sub")
+                    session.deferred.clear()
+                    item.loop.call_soon_threadsafe(_resolve, item.future, None, exc)
+                    continue
+                session.conn.execute("RELEASE sub")
+                item.loop.call_soon_threadsafe(_resolve, item.future, result, None)
+
+        outer = asyncio.ensure_future(self.write(conversation))
+        await asyncio.wait([started, outer], return_when=asyncio.FIRST_COMPLETED)
+        if outer.done():
+            outer.result()  # raises what went wrong
+        token = self._channel.set(ops)
+        try:
+            yield
+        except BaseException:
+            ops.put(_ROLLBACK)
+            with contextlib.suppress(_RolledBack):
+                await outer
+            raise
+        else:
+            ops.put(_COMMIT)
+            await outer
+        finally:
+            self._channel.reset(token)
 
     def write_sync(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn`` in a transaction of its own on a new connection (CLI, tests; not while serving)."""
