@@ -19,6 +19,7 @@ from stadsdata.model.entities import (
     DATASTREAM,
     FEATURE_OF_INTEREST,
     LOCATION,
+    MULTI_DATASTREAM,
     OBSERVATION,
     THING,
     EntityType,
@@ -222,8 +223,9 @@ class Service:
 
     def _create_group(self, tx: Tx, group: ObservationRows, now: int, where: str) -> list[int | str]:
         ds_id = group.datastream_id
-        if not tx.exists(DATASTREAM, ds_id):
-            return [f"error: there is no Datastream with @iot.id {ds_id}"] * len(group.rows)
+        parent = MULTI_DATASTREAM if group.multi else DATASTREAM
+        if not tx.exists(parent, ds_id):
+            return [f"error: there is no {parent.name} with @iot.id {ds_id}"] * len(group.rows)
         results: list[int | str] = []
         pending: list[tuple[int, dict[str, Any], dict[str, int | None]]] = []
         known_features: dict[int, bool] = {}
@@ -236,7 +238,7 @@ class Service:
             if feature is None:
                 if derived is None:
                     try:
-                        derived = self.rules.derived_feature(tx, ds_id, where)
+                        derived = self.rules.derived_feature(tx, parent, ds_id, where)
                     except ValidationError as exc:
                         derived = f"error: {exc.message}"
                 if isinstance(derived, str):
@@ -248,10 +250,16 @@ class Service:
             if not known_features.get(feature, True):
                 results.append(f"error: there is no FeatureOfInterest with @iot.id {feature}")
                 continue
-            props.setdefault("phenomenonTime", (now, None))
-            if props["phenomenonTime"] is None:
+            if group.multi:
+                try:
+                    self.rules.check_multi_result(tx, ds_id, props.get("result"), where)
+                except ValidationError as exc:
+                    results.append(f"error: {exc.message}")
+                    continue
+            if props.get("phenomenonTime") is None:
                 props["phenomenonTime"] = (now, None)
-            fks: dict[str, int | None] = {"datastream_id": ds_id, "feature_of_interest_id": feature}
+            parent_column = "multi_datastream_id" if group.multi else "datastream_id"
+            fks: dict[str, int | None] = {parent_column: ds_id, "feature_of_interest_id": feature}
             pending.append((len(results), props, fks))
             results.append(0)
         ids = tx.insert_many(OBSERVATION, [(props, fks) for _, props, fks in pending])
@@ -326,6 +334,8 @@ class _Writer:
             else:
                 ids = [self.resolve(item) for item in items] + back_ids
                 self.link(entity, new_id, rel, ids, replace=False)
+        if entity is MULTI_DATASTREAM:
+            self.rules.check_multi_datastream(tx, new_id, inp.field)
         return new_id
 
     def link(self, entity: EntityType, id_: int, rel: Relation, target_ids: list[int], *, replace: bool) -> None:
@@ -364,18 +374,25 @@ class _Writer:
             storage = self.registry.storage(rel)
             if isinstance(storage, FkOnSource) and rel.name in inp.links:
                 fks[storage.column] = self.resolve(inp.links[rel.name][0])
-        old_ds = None
+        old_parent = None
         if entity is OBSERVATION:
             current = tx.get(entity, id_)
             assert current is not None
-            old_ds = current.links["Datastream"]
+            old_parent = self.rules.parent_of(current.links)
         tx.update(entity, id_, props, fks)
         if entity is LOCATION and "location" in props:
             self.rules.location_changed(tx, id_)
         if entity is OBSERVATION:
-            tx.defer(RECOMPUTE_DATASTREAM, old_ds)
-            if "datastream_id" in fks:
-                tx.defer(RECOMPUTE_DATASTREAM, fks["datastream_id"])
+            updated = tx.get(entity, id_)
+            assert updated is not None
+            new_parent = self.rules.observation_parent(
+                {"datastream_id": updated.links["Datastream"], "multi_datastream_id": updated.links["MultiDatastream"]},
+                "",
+            )
+            if new_parent[0] is MULTI_DATASTREAM:
+                self.rules.check_multi_result(tx, new_parent[1], updated.values["result"], "")
+            tx.defer(RECOMPUTE_DATASTREAM, old_parent)
+            tx.defer(RECOMPUTE_DATASTREAM, new_parent)
         for rel in entity.relations:
             storage = self.registry.storage(rel)
             if isinstance(storage, FkOnSource) or rel.name not in inp.links:
@@ -392,6 +409,8 @@ class _Writer:
             else:
                 ids = [self.resolve(item) for item in items]
                 self.link(entity, id_, rel, ids, replace=True)
+        if entity is MULTI_DATASTREAM:
+            self.rules.check_multi_datastream(tx, id_, inp.field)
 
     def delete(self, entity: EntityType, id_: int) -> None:
         memo = self.rules.before_delete(self.tx, entity.name, id_)

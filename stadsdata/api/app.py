@@ -45,6 +45,7 @@ CONFORMANCE = (
     "http://www.opengis.net/spec/iot_sensing/1.1/req/create-update-delete",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/batch-request/batch-request",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/data-array/data-array",
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/multi-datastream",
 )
 JSON_TYPES = ("application/json",)
 JSON_PATCH = "application/json-patch+json"

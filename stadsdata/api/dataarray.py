@@ -30,7 +30,7 @@ def components_for(plan: ReadPlan) -> list[str]:
 def format_collection(plan: ReadPlan, data: Collection, base: str, next_link: str | None) -> dict[str, Any]:
     """One dataArray per Datastream, in order of first appearance."""
     components = components_for(plan)
-    groups: dict[int | None, list[list[Any]]] = {}
+    groups: dict[tuple[str, int | None], list[list[Any]]] = {}
     for e in data.items:
         row: list[Any] = []
         for comp in components:
@@ -41,7 +41,8 @@ def format_collection(plan: ReadPlan, data: Collection, base: str, next_link: st
             prop = OBSERVATION.property(comp)
             assert prop is not None
             row.append(None if value is None else format_value(prop.kind, value))
-        groups.setdefault(e.links.get("Datastream"), []).append(row)
+        parent = "Datastream" if e.links.get("Datastream") is not None else "MultiDatastream"
+        groups.setdefault((parent, e.links.get(parent)), []).append(row)
     out: dict[str, Any] = {}
     if data.count is not None:
         out["@iot.count"] = data.count
@@ -49,11 +50,11 @@ def format_collection(plan: ReadPlan, data: Collection, base: str, next_link: st
         out["@iot.nextLink"] = next_link
     out["value"] = [
         {
-            "Datastream@iot.navigationLink": f"{base}/Datastreams({ds})",
+            f"{parent}@iot.navigationLink": f"{base}/{parent}s({ds})",
             "components": components,
             "dataArray@iot.count": len(rows),
             "dataArray": rows,
         }
-        for ds, rows in groups.items()
+        for (parent, ds), rows in groups.items()
     ]
     return out

@@ -28,6 +28,7 @@ class ObservationRows:
     """
 
     datastream_id: int
+    multi: bool = False  # the rows belong to a MultiDatastream
     rows: list[tuple[dict[str, Any], int | None] | str] = field(default_factory=list)
 
 
@@ -44,10 +45,12 @@ def parse_create(body: object) -> list[ObservationRows]:
         where = f"[{gi}]"
         if not isinstance(group, dict):
             raise ValidationError(f"{where} must be an object with Datastream, components and dataArray", field=where)
-        ds = group.get("Datastream")
+        multi = "MultiDatastream" in group
+        parent_name = "MultiDatastream" if multi else "Datastream"
+        ds = group.get(parent_name)
         if not isinstance(ds, dict) or ds.get("@iot.id") is None:
-            raise ValidationError(f'{where}.Datastream must be {{"@iot.id": <id>}}', field=f"{where}.Datastream")
-        ds_id = parse_id_value(ds["@iot.id"], f"{where}.Datastream.@iot.id")
+            raise ValidationError(f'{where}.{parent_name} must be {{"@iot.id": <id>}}', field=f"{where}.{parent_name}")
+        ds_id = parse_id_value(ds["@iot.id"], f"{where}.{parent_name}.@iot.id")
         components = group.get("components")
         if not isinstance(components, list) or not components or not all(isinstance(c, str) for c in components):
             raise ValidationError(f"{where}.components must be a non-empty array of names", field=f"{where}.components")
@@ -64,7 +67,7 @@ def parse_create(body: object) -> list[ObservationRows]:
         rows = group.get("dataArray")
         if not isinstance(rows, list):
             raise ValidationError(f"{where}.dataArray must be an array of rows", field=f"{where}.dataArray")
-        parsed = ObservationRows(ds_id)
+        parsed = ObservationRows(ds_id, multi)
         for ri, row in enumerate(rows):
             parsed.rows.append(_parse_row(components, row, f"{where}.dataArray[{ri}]"))
         groups.append(parsed)

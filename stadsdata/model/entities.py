@@ -19,6 +19,7 @@ class Kind(StrEnum):
     STRING = "string"
     URI = "uri"
     OBJECT = "object"  # a JSON object (properties, parameters, unitOfMeasurement)
+    ARRAY = "array"  # a JSON array (unitOfMeasurements, multiObservationDataTypes)
     ANY = "any"  # any JSON value (result, metadata, resultQuality)
     GEOMETRY = "geometry"  # a GeoJSON geometry or feature
     INSTANT = "instant"  # ISO 8601 time instant
@@ -175,6 +176,7 @@ THING = EntityType(
         Relation("Locations", "Location", True, "Things", link=("thing_locations", "thing_id", "location_id")),
         Relation("HistoricalLocations", "HistoricalLocation", True, "Thing"),
         Relation("Datastreams", "Datastream", True, "Thing"),
+        Relation("MultiDatastreams", "MultiDatastream", True, "Thing"),
     ),
 )
 
@@ -241,7 +243,10 @@ SENSOR = EntityType(
         Property("metadata", Kind.ANY, "metadata", required=True, nullable=False),
         _PROPERTIES,
     ),
-    (Relation("Datastreams", "Datastream", True, "Sensor"),),
+    (
+        Relation("Datastreams", "Datastream", True, "Sensor"),
+        Relation("MultiDatastreams", "MultiDatastream", True, "Sensor"),
+    ),
 )
 
 OBSERVED_PROPERTY = EntityType(
@@ -254,7 +259,10 @@ OBSERVED_PROPERTY = EntityType(
         Property("description", Kind.STRING, "description", required=True, nullable=False),
         _PROPERTIES,
     ),
-    (Relation("Datastreams", "Datastream", True, "ObservedProperty"),),
+    (
+        Relation("Datastreams", "Datastream", True, "ObservedProperty"),
+        Relation("MultiDatastreams", "MultiDatastream", True, "ObservedProperties"),
+    ),
 )
 
 OBSERVATION = EntityType(
@@ -270,7 +278,9 @@ OBSERVATION = EntityType(
         Property("parameters", Kind.OBJECT, "parameters"),
     ),
     (
-        Relation("Datastream", "Datastream", False, "Observations", required=True, fk="datastream_id"),
+        # Exactly one of Datastream and MultiDatastream (checked in rules.py).
+        Relation("Datastream", "Datastream", False, "Observations", fk="datastream_id"),
+        Relation("MultiDatastream", "MultiDatastream", False, "Observations", fk="multi_datastream_id"),
         Relation(
             "FeatureOfInterest",
             "FeatureOfInterest",
@@ -279,6 +289,35 @@ OBSERVATION = EntityType(
             required=True,
             fk="feature_of_interest_id",
         ),
+    ),
+)
+
+MULTI_DATASTREAM = EntityType(
+    "MultiDatastream",
+    "MultiDatastreams",
+    "multi_datastreams",
+    _common(
+        Property("unitOfMeasurements", Kind.ARRAY, "units_of_measurement", required=True, nullable=False),
+        Property("observationType", Kind.URI, "observation_type", required=True, nullable=False),
+        Property(
+            "multiObservationDataTypes", Kind.ARRAY, "multi_observation_data_types", required=True, nullable=False
+        ),
+        Property("observedArea", Kind.GEOMETRY, "observed_area", generated=True),
+        Property("phenomenonTime", Kind.INTERVAL, "phenomenon_time", generated=True),
+        Property("resultTime", Kind.INTERVAL, "result_time", generated=True),
+        _PROPERTIES,
+    ),
+    (
+        Relation("Thing", "Thing", False, "MultiDatastreams", required=True, fk="thing_id"),
+        Relation("Sensor", "Sensor", False, "MultiDatastreams", required=True, fk="sensor_id"),
+        Relation(
+            "ObservedProperties",
+            "ObservedProperty",
+            True,
+            "MultiDatastreams",
+            link=("multi_datastream_observed_properties", "multi_datastream_id", "observed_property_id"),
+        ),
+        Relation("Observations", "Observation", True, "MultiDatastream"),
     ),
 )
 
@@ -303,9 +342,10 @@ SENSING_TYPES = (
     OBSERVED_PROPERTY,
     OBSERVATION,
     FEATURE_OF_INTEREST,
+    MULTI_DATASTREAM,
 )
 
 
 def sensing_registry() -> Registry:
-    """The registry of the SensorThings 1.1 Sensing core."""
+    """The registry of SensorThings 1.1 Sensing, with the MultiDatastream extension."""
     return Registry(SENSING_TYPES)

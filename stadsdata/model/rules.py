@@ -9,7 +9,11 @@
 - A Datastream's phenomenonTime, resultTime and observedArea follow its
   Observations. They are maintained once per Datastream per committed batch,
   not per Observation: no per-row work on the shared Datastream row.
-- Deleting a Location deletes the HistoricalLocations left without any Location.
+- Deleting a Location deletes the HistoricalLocations left without any Location;
+  deleting an ObservedProperty deletes the MultiDatastreams that use it.
+- An Observation belongs to exactly one Datastream or MultiDatastream; a
+  MultiDatastream's results, units and data types have one entry per
+  ObservedProperty.
 
 Rules act only through the store's ``Tx`` operations.
 """
@@ -24,14 +28,19 @@ from stadsdata.model.entities import (
     FEATURE_OF_INTEREST,
     HISTORICAL_LOCATION,
     LOCATION,
+    MULTI_DATASTREAM,
     OBSERVATION,
+    OBSERVED_PROPERTY,
     THING,
+    EntityType,
     LinkTable,
     Registry,
+    Relation,
 )
 from stadsdata.model.values import GeoValue, envelope, geometry_bounds
 from stadsdata.store.base import Tx
 
+COMPLEX_OBSERVATION = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_ComplexObservation"
 EXTEND_DATASTREAM = "datastream-extend"
 RECOMPUTE_DATASTREAM = "datastream-recompute"
 
@@ -48,22 +57,81 @@ class Rules:
     def observation_defaults(
         self, tx: Tx, props: dict[str, Any], fks: dict[str, int | None], now: int, where: str
     ) -> None:
+        """Check the Observation's parent, fill in phenomenonTime and a derived FeatureOfInterest."""
+        entity, parent_id = self.observation_parent(fks, where)
         if props.get("phenomenonTime") is None:
             props["phenomenonTime"] = (now, None)
-        if fks.get("feature_of_interest_id") is None and fks.get("datastream_id") is not None:
-            fks["feature_of_interest_id"] = self.derived_feature(tx, int(fks["datastream_id"]), where)  # type: ignore[arg-type]
+        if entity is MULTI_DATASTREAM:
+            self.check_multi_result(tx, parent_id, props.get("result"), where)
+        if fks.get("feature_of_interest_id") is None:
+            fks["feature_of_interest_id"] = self.derived_feature(tx, entity, parent_id, where)
 
-    def derived_feature(self, tx: Tx, datastream_id: int, where: str) -> int:
-        """The FeatureOfInterest generated from the Location of the Datastream's Thing."""
-        ds = tx.get(DATASTREAM, datastream_id)
+    @staticmethod
+    def observation_parent(fks: dict[str, int | None], where: str) -> tuple[EntityType, int]:
+        """The Datastream or MultiDatastream an Observation belongs to: exactly one of them."""
+        ds, mds = fks.get("datastream_id"), fks.get("multi_datastream_id")
+        prefix = f"{where}." if where else ""
+        if ds is not None and mds is not None:
+            raise ValidationError(
+                f"{prefix}MultiDatastream: an Observation belongs to a Datastream or a MultiDatastream, not both",
+                field=f"{prefix}MultiDatastream",
+            )
+        if ds is not None:
+            return DATASTREAM, ds
+        if mds is not None:
+            return MULTI_DATASTREAM, mds
+        raise ValidationError(
+            f"{prefix}Datastream is missing; an Observation must be linked to a Datastream "
+            '(or a MultiDatastream), e.g. "Datastream": {"@iot.id": 1}',
+            field=f"{prefix}Datastream",
+        )
+
+    def check_multi_result(self, tx: Tx, mds_id: int, result: object, where: str) -> None:
+        n = len(tx.related_ids(MULTI_DATASTREAM, mds_id, _rel(MULTI_DATASTREAM, "ObservedProperties")))
+        if not isinstance(result, list) or len(result) != n:
+            field = f"{where}.result" if where else "result"
+            raise ValidationError(
+                f"{field}: an Observation of MultiDatastream {mds_id} has an array result with {n} values, "
+                "one per ObservedProperty",
+                field=field,
+            )
+
+    def check_multi_datastream(self, tx: Tx, mds_id: int, where: str) -> None:
+        """Units, data types and ObservedProperties of a MultiDatastream must match one to one."""
+        mds = tx.get(MULTI_DATASTREAM, mds_id)
+        assert mds is not None
+        n = len(tx.related_ids(MULTI_DATASTREAM, mds_id, _rel(MULTI_DATASTREAM, "ObservedProperties")))
+        prefix = f"{where}." if where else ""
+        if n == 0:
+            raise ValidationError(
+                f"{prefix}ObservedProperties is missing; a MultiDatastream needs at least one ObservedProperty",
+                field=f"{prefix}ObservedProperties",
+            )
+        units, types = mds.values["unitOfMeasurements"], mds.values["multiObservationDataTypes"]
+        if len(units) != n or len(types) != n:
+            raise ValidationError(
+                f"{prefix}unitOfMeasurements and multiObservationDataTypes need one entry per ObservedProperty "
+                f"({n}), found {len(units)} and {len(types)}",
+                field=f"{prefix}unitOfMeasurements",
+            )
+        if mds.values["observationType"] != COMPLEX_OBSERVATION:
+            raise ValidationError(
+                f"{prefix}observationType of a MultiDatastream must be {COMPLEX_OBSERVATION}",
+                field=f"{prefix}observationType",
+            )
+
+    def derived_feature(self, tx: Tx, parent: EntityType, parent_id: int, where: str) -> int:
+        """The FeatureOfInterest generated from the Location of the (Multi)Datastream's Thing."""
+        ds = tx.get(parent, parent_id)
         assert ds is not None
+        datastream_id = parent_id
         thing_id = ds.links["Thing"]
         assert thing_id is not None
         loc_ids = tx.related_ids(THING, thing_id, THING.relation("Locations"))  # type: ignore[arg-type]
         if not loc_ids:
             field = f"{where}.FeatureOfInterest" if where else "FeatureOfInterest"
             raise ValidationError(
-                f"{field} is missing, and Thing {thing_id} of Datastream {datastream_id} has no Location "
+                f"{field} is missing, and Thing {thing_id} of {parent.name} {datastream_id} has no Location "
                 "to derive one from; give a FeatureOfInterest or a Location for the Thing",
                 field=field,
             )
@@ -92,7 +160,7 @@ class Rules:
         tx.defer(
             EXTEND_DATASTREAM,
             (
-                fks["datastream_id"],
+                self.observation_parent(fks, ""),
                 start,
                 end if end is not None else start,
                 props.get("resultTime"),
@@ -102,11 +170,11 @@ class Rules:
 
     def extend_datastreams(self, tx: Tx, items: list[Any]) -> None:
         """Widen each touched Datastream's times and area, once per Datastream per batch."""
-        per_ds: dict[int, list[Any]] = {}
-        for ds_id, start, end, result_time, foi in items:
-            agg = per_ds.get(ds_id)
+        per_ds: dict[tuple[EntityType, int], list[Any]] = {}
+        for parent, start, end, result_time, foi in items:
+            agg = per_ds.get(parent)
             if agg is None:
-                per_ds[ds_id] = [start, end, result_time, result_time, {foi}]
+                per_ds[parent] = [start, end, result_time, result_time, {foi}]
                 continue
             agg[0] = min(agg[0], start)
             agg[1] = max(agg[1], end)
@@ -115,8 +183,8 @@ class Rules:
                 agg[3] = result_time if agg[3] is None else max(agg[3], result_time)
             agg[4].add(foi)
         foi_bounds: dict[int, tuple[float, float, float, float]] = {}
-        for ds_id, (start, end, rt_min, rt_max, fois) in per_ds.items():
-            ds = tx.get(DATASTREAM, ds_id)
+        for (entity, ds_id), (start, end, rt_min, rt_max, fois) in per_ds.items():
+            ds = tx.get(entity, ds_id)
             if ds is None:  # deleted later in the same batch
                 continue
             values = ds.values
@@ -143,14 +211,18 @@ class Rules:
             if bounds is not None and (area is None or bounds != geometry_bounds(area, "observedArea")):
                 changes["observedArea"] = GeoValue(envelope(bounds), bounds)
             if changes:
-                tx.update(DATASTREAM, ds_id, changes, {})
+                tx.update(entity, ds_id, changes, {})
 
-    def recompute_datastreams(self, tx: Tx, ds_ids: list[int]) -> None:
+    def recompute_datastreams(self, tx: Tx, parents: list[tuple[EntityType, int] | None]) -> None:
         """Recompute times and area from scratch (after Observations were changed or deleted)."""
-        for ds_id in set(ds_ids):
-            if not tx.exists(DATASTREAM, ds_id):
+        for parent in set(parents):
+            if parent is None:
                 continue
-            pt_min, pt_max, rt_min, rt_max, fois = tx.observation_extent(ds_id)
+            entity, ds_id = parent
+            if not tx.exists(entity, ds_id):
+                continue
+            column = "datastream_id" if entity is DATASTREAM else "multi_datastream_id"
+            pt_min, pt_max, rt_min, rt_max, fois = tx.observation_extent(column, ds_id)
             changes: dict[str, Any] = {
                 "phenomenonTime": None if pt_min is None else (pt_min, pt_max),
                 "resultTime": None if rt_min is None else (rt_min, rt_max),
@@ -162,7 +234,7 @@ class Rules:
                     b = geometry_bounds(feature.values["feature"], "feature")
                     bounds = b if bounds is None else _union(bounds, b)
             changes["observedArea"] = None if bounds is None else GeoValue(envelope(bounds), bounds)
-            tx.update(DATASTREAM, ds_id, changes, {})
+            tx.update(entity, ds_id, changes, {})
 
     # -- Things and Locations ------------------------------------------------------------
 
@@ -188,7 +260,18 @@ class Rules:
             return tx.related_ids(LOCATION, id, LOCATION.relation("HistoricalLocations"))  # type: ignore[arg-type]
         if entity_name == OBSERVATION.name:
             obs = tx.get(OBSERVATION, id)
-            return None if obs is None else obs.links["Datastream"]
+            return None if obs is None else self.parent_of(obs.links)
+        if entity_name == OBSERVED_PROPERTY.name:
+            # A MultiDatastream without one of its ObservedProperties would no longer match its results.
+            return tx.related_ids(OBSERVED_PROPERTY, id, _rel(OBSERVED_PROPERTY, "MultiDatastreams"))
+        return None
+
+    @staticmethod
+    def parent_of(links: dict[str, int | None]) -> tuple[EntityType, int] | None:
+        if links.get("Datastream") is not None:
+            return DATASTREAM, links["Datastream"]  # type: ignore[return-value]
+        if links.get("MultiDatastream") is not None:
+            return MULTI_DATASTREAM, links["MultiDatastream"]  # type: ignore[return-value]
         return None
 
     def after_delete(self, tx: Tx, entity_name: str, id: int, memo: Any) -> None:
@@ -198,6 +281,15 @@ class Rules:
                     tx.delete(HISTORICAL_LOCATION, hl)
         elif entity_name == OBSERVATION.name and memo is not None:
             tx.defer(RECOMPUTE_DATASTREAM, memo)
+        elif entity_name == OBSERVED_PROPERTY.name:
+            for mds in memo:
+                tx.delete(MULTI_DATASTREAM, mds)
+
+
+def _rel(entity: EntityType, name: str) -> Relation:
+    rel = entity.relation(name)
+    assert rel is not None
+    return rel
 
 
 def _union(

@@ -72,6 +72,10 @@ def check_value(prop: Property, value: object, where: str) -> Any:
         if not isinstance(value, dict):
             raise ValidationError(f"{where} must be a JSON object", field=where)
         return value
+    if kind is Kind.ARRAY:
+        if not isinstance(value, list):
+            raise ValidationError(f"{where} must be a JSON array", field=where)
+        return value
     if kind is Kind.ANY:
         return value
     if kind is Kind.GEOMETRY:

@@ -71,9 +71,8 @@ def format_instant(us: Micros) -> str:
     """ISO 8601 in UTC with a ``Z``; fractions only when there are any."""
     value = _EPOCH + dt.timedelta(microseconds=us)
     if value.microsecond:
-        frac = f"{value.microsecond:06d}".rstrip("0")
-        if len(frac) < 3:
-            frac = frac.ljust(3, "0")
+        us = value.microsecond
+        frac = f"{us // 1000:03d}" if us % 1000 == 0 else f"{us:06d}"
         return value.strftime("%Y-%m-%dT%H:%M:%S.") + frac + "Z"
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -13,7 +13,7 @@ from stadsdata.model.entities import EntityType, Kind, Property, Registry, Relat
 from stadsdata.query.ast import BinaryOp, Call, Expr, Path, UnaryOp
 
 ID_SEGMENTS = ("@iot.id", "id")
-_JSON_KINDS = (Kind.OBJECT, Kind.ANY)
+_JSON_KINDS = (Kind.OBJECT, Kind.ARRAY, Kind.ANY)
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def check_orderby(registry: Registry, entity: EntityType, expr: Expr) -> None:
         prop = resolved.property
         if prop is not None and prop.kind is Kind.GEOMETRY:
             raise QuerySyntaxError(f"cannot order by the geometry {prop.name}", option="$orderby", position=expr.pos)
-        if prop is not None and prop.kind is Kind.OBJECT and not resolved.json_keys:
+        if prop is not None and prop.kind in (Kind.OBJECT, Kind.ARRAY) and not resolved.json_keys:
             raise QuerySyntaxError(
                 f"cannot order by the object {prop.name}; order by one of its members, as in {prop.name}/key",
                 option="$orderby",

@@ -23,7 +23,6 @@ from typing import Any, Final
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
-from lark.parsers.lalr_parser_state import ParserState
 
 from stadsdata.errors import QuerySyntaxError
 from stadsdata.query.ast import BinaryOp, Call, Expr, Literal, Path, UnaryOp
@@ -369,54 +368,61 @@ def _known_option_hint(name: str) -> str:
     return f"; did you mean {close[0]}?" if close else ""
 
 
-def _acceptable(exc: UnexpectedInput, candidates: set[str]) -> set[str]:
-    """The terminals that could really come next.
+def _acceptable(parser: Lark, text: str, pos: int, start: str, fallback: set[str]) -> set[str]:
+    """The terminals that could really come at ``pos``.
 
-    LALR merges lookahead sets, so lark's ``expected`` lists ')' and ',' even
-    at the top level. Feeding each candidate to a copy of the parser state
-    keeps only the true ones; this runs on the error path only.
+    Lark's own sets are too wide: LALR merges lookaheads, so they list ')'
+    and ',' even at the top level, and the parser may already have reduced
+    on the bad token. So the input before ``pos`` is fed again and every
+    terminal is tried on a copy of that state. This runs on the error path only.
     """
-    state = getattr(exc, "state", None)
-    if not isinstance(state, ParserState):
-        return candidates
+    try:
+        interactive = parser.parse_interactive(text[:pos], start=start)
+        interactive.exhaust_lexer()
+        state = interactive.parser_state
+        names = [t.name for t in parser.terminals] + ["$END"]
+    except Exception:  # noqa: BLE001 - only the wording of the message depends on this
+        return fallback
     accepted: set[str] = set()
-    for name in candidates:
+    for name in names:
         trial = state.copy(deepcopy_values=False)
         try:
             trial.feed_token(Token(name, ""), is_end=name == "$END")
         except UnexpectedToken:
             continue
-        except Exception:  # noqa: BLE001 - a callback refused the values; the syntax was fine
+        except Exception:  # noqa: BLE001, S112 - a callback refused the values; the syntax was fine
             pass
         accepted.add(name)
-    return accepted or candidates
+    return accepted or fallback
 
 
-def _translate(exc: UnexpectedInput, text: str) -> tuple[str, int]:
+def _translate(exc: UnexpectedInput, text: str, parser: Lark, start: str) -> tuple[str, int]:
     """A human message and position for a lark error."""
     stray_close, unclosed_open = _parens(text)
     if isinstance(exc, UnexpectedToken):
         token = exc.token
-        expected = _acceptable(exc, {*exc.expected, "$END"})
         if token.type == "$END":
             pos = len(text)
             if unclosed_open is not None:
                 return "unbalanced parenthesis: '(' is never closed", unclosed_open
             found = "end of input"
         else:
-            pos = at(token) if at(token) is not None else 0
+            pos = at(token)
             if token.type == "RPAR" and stray_close == pos:
                 return "unbalanced parenthesis: ')' has no matching '('", pos
             found = "string literal" if token.type == "STRING" else "'" + _shorten(token.value) + "'"
+        expected = _acceptable(parser, text, pos, start, set(exc.expected))
         message = f"unexpected {found} — expected {_describe_expected(expected)}"
         if token.type == "TIME" and _TZ_PLUS_AS_SPACE_RE.search(text[:pos]):
             message += "; a '+' in a time zone offset must be sent URL-encoded as %2B"
         elif token.type != "$END" and expected & _OPERATOR_TERMINALS and token.value[:1] in _OPERATOR_HINTS:
             message += f" ({_OPERATOR_HINTS[token.value[:1]]})"
+        elif token.type != "$END" and pos > 0 and text[pos - 1] == "'":
+            message += " (a quote inside a string is written as '')"
         return message, pos
     if isinstance(exc, UnexpectedCharacters):
         cpos: int = exc.pos_in_stream or 0
-        allowed = _acceptable(exc, {*(exc.allowed or ()), "$END"})
+        allowed = _acceptable(parser, text, cpos, start, set(exc.allowed or ()))
         char = exc.char
         if char == "'":
             return "unterminated string literal: a closing ' is missing (write '' for a quote inside)", cpos
@@ -479,7 +485,7 @@ def run_parser(parser: Lark, text: str, start: str, option: str) -> Any:
     except ParseFailure as exc:
         raise QuerySyntaxError(exc.message, option=option, position=exc.pos) from None
     except UnexpectedInput as exc:
-        message, pos = _translate(exc, text)
+        message, pos = _translate(exc, text, parser, start)
         raise QuerySyntaxError(message, option=option, position=pos) from None
     except (LarkError, RecursionError, ValueError, OverflowError) as exc:
         # Not expected to happen; the message still has to be a 400, not a 500.

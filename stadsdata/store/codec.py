@@ -62,7 +62,7 @@ def encode_property(prop: Property, value: object) -> list[object]:
     kind = prop.kind
     if kind is Kind.STRING or kind is Kind.URI:
         return [value]
-    if kind is Kind.OBJECT:
+    if kind is Kind.OBJECT or kind is Kind.ARRAY:
         return [None if value is None else _dumps(value)]
     if kind is Kind.ANY:
         return list(encode_any(value))
@@ -97,7 +97,7 @@ def _decoder(prop: Property, i: int) -> Decoder:
     kind = prop.kind
     if kind in (Kind.STRING, Kind.URI, Kind.INSTANT):
         return lambda row: row[i]
-    if kind is Kind.OBJECT or kind is Kind.GEOMETRY:
+    if kind is Kind.OBJECT or kind is Kind.ARRAY or kind is Kind.GEOMETRY:
         return lambda row: None if row[i] is None else orjson.loads(row[i])
     if kind is Kind.ANY:
         return lambda row: decode_any(row[i], row[i + 1], row[i + 2], row[i + 3])

@@ -244,7 +244,9 @@ class Compiler:
             if prop is None:
                 return Value("number", table.c.id)
             if resolved.json_keys:
-                base = table.c[prop.column] if prop.kind is Kind.OBJECT else table.c[f"{prop.column}_json"]
+                base = (
+                    table.c[prop.column] if prop.kind in (Kind.OBJECT, Kind.ARRAY) else table.c[f"{prop.column}_json"]
+                )
                 return Value("json", self.dialect.json_member(base, resolved.json_keys))
             cols = [table.c[name] for name, _ in columns_for(prop)]
             kind = prop.kind

@@ -34,7 +34,7 @@ def columns_for(prop: Property) -> list[tuple[str, TypeEngine[Any]]]:
     """The (column name, type) pairs that hold one property."""
     c = prop.column
     kind = prop.kind
-    if kind in (Kind.STRING, Kind.URI, Kind.OBJECT):
+    if kind in (Kind.STRING, Kind.URI, Kind.OBJECT, Kind.ARRAY):
         return [(c, Text())]
     if kind is Kind.ANY:
         # Typed columns so that filters and aggregates on numbers use a REAL
@@ -58,6 +58,7 @@ _EXTRA_COLUMNS: dict[str, list[Column[object]]] = {
 _EXTRA_INDEXES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "observations": [
         ("ix_observations_datastream_time", ("datastream_id", "phenomenon_time_start", "id")),
+        ("ix_observations_multi_datastream_time", ("multi_datastream_id", "phenomenon_time_start", "id")),
         ("ix_observations_foi", ("feature_of_interest_id",)),
         ("ix_observations_time", ("phenomenon_time_start",)),
     ],
@@ -78,7 +79,8 @@ def _not_null(prop: Property, name: str) -> bool:
 
 
 def build_metadata(registry: Registry) -> MetaData:
-    meta = MetaData()
+    # Named constraints, so that migrations can refer to them on every database.
+    meta = MetaData(naming_convention={"fk": "fk_%(table_name)s_%(column_0_name)s", "pk": "pk_%(table_name)s"})
     for entity in registry:
         cols: list[Column[object]] = [Column("id", Id, primary_key=True, autoincrement=True)]
         for prop in entity.properties:
@@ -104,7 +106,8 @@ def build_metadata(registry: Registry) -> MetaData:
         cols.extend(c._copy() for c in _EXTRA_COLUMNS.get(entity.table, []))
         table = Table(entity.table, meta, *cols, *indexes, sqlite_autoincrement=True)
         for ix_name, ix_cols in _EXTRA_INDEXES.get(entity.table, []):
-            Index(ix_name, *(table.c[c] for c in ix_cols))
+            if all(c in table.c for c in ix_cols):
+                Index(ix_name, *(table.c[c] for c in ix_cols))
     for entity in registry:
         for rel in entity.relations:
             if rel.link is None:

@@ -266,7 +266,7 @@ class SqlSession:
         table = self.metadata.tables["locations"]
         self.execute(update(table).where(table.c.id == location_id).values(generated_foi_id=foi_id))
 
-    def observation_extent(self, datastream_id: int) -> tuple[Any, Any, Any, Any, list[int]]:
+    def observation_extent(self, column: str, datastream_id: int) -> tuple[Any, Any, Any, Any, list[int]]:
         """(min phenomenon start, max phenomenon end, min and max resultTime, FeatureOfInterest ids)."""
         obs = self.metadata.tables["observations"]
         end = func.coalesce(obs.c.phenomenon_time_end, obs.c.phenomenon_time_start)
@@ -276,9 +276,9 @@ class SqlSession:
                 func.max(end),
                 func.min(obs.c.result_time),
                 func.max(obs.c.result_time),
-            ).where(obs.c.datastream_id == datastream_id)
+            ).where(obs.c[column] == datastream_id)
         )[0]
-        fois = self.fetch(select(obs.c.feature_of_interest_id).where(obs.c.datastream_id == datastream_id).distinct())
+        fois = self.fetch(select(obs.c.feature_of_interest_id).where(obs.c[column] == datastream_id).distinct())
         return row[0], row[1], row[2], row[3], [r[0] for r in fois]
 
     def defer(self, key: str, data: Any) -> None:

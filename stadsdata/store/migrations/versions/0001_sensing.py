@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("feature_maxx", sa.Float(), nullable=False),
         sa.Column("feature_maxy", sa.Float(), nullable=False),
         sa.Column("properties", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_features_of_interest")),
         sqlite_autoincrement=True,
     )
     op.create_table(
@@ -42,7 +42,7 @@ def upgrade() -> None:
         sa.Column("location_maxy", sa.Float(), nullable=False),
         sa.Column("properties", sa.Text(), nullable=True),
         sa.Column("generated_foi_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_locations")),
         sqlite_autoincrement=True,
     )
     op.create_table(
@@ -52,7 +52,7 @@ def upgrade() -> None:
         sa.Column("definition", sa.Text(), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("properties", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_observed_properties")),
         sqlite_autoincrement=True,
     )
     op.create_table(
@@ -66,7 +66,7 @@ def upgrade() -> None:
         sa.Column("metadata_string", sa.Text(), nullable=True),
         sa.Column("metadata_json", sa.Text(), nullable=True),
         sa.Column("properties", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sensors")),
         sqlite_autoincrement=True,
     )
     op.create_table(
@@ -75,7 +75,7 @@ def upgrade() -> None:
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("properties", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_things")),
         sqlite_autoincrement=True,
     )
     op.create_table(
@@ -98,10 +98,17 @@ def upgrade() -> None:
         sa.Column("thing_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("sensor_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("observed_property_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.ForeignKeyConstraint(["observed_property_id"], ["observed_properties.id"], ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["sensor_id"], ["sensors.id"], ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["thing_id"], ["things.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id"),
+        sa.ForeignKeyConstraint(
+            ["observed_property_id"],
+            ["observed_properties.id"],
+            name=op.f("fk_datastreams_observed_property_id"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["sensor_id"], ["sensors.id"], name=op.f("fk_datastreams_sensor_id"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(["thing_id"], ["things.id"], name=op.f("fk_datastreams_thing_id"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_datastreams")),
         sqlite_autoincrement=True,
     )
     op.create_index("ix_datastreams_observed_property_id", "datastreams", ["observed_property_id"], unique=False)
@@ -112,8 +119,10 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("time", sa.BigInteger(), nullable=False),
         sa.Column("thing_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.ForeignKeyConstraint(["thing_id"], ["things.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id"),
+        sa.ForeignKeyConstraint(
+            ["thing_id"], ["things.id"], name=op.f("fk_historical_locations_thing_id"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_historical_locations")),
         sqlite_autoincrement=True,
     )
     op.create_index("ix_historical_locations_thing_time", "historical_locations", ["thing_id", "time"], unique=False)
@@ -121,18 +130,32 @@ def upgrade() -> None:
         "thing_locations",
         sa.Column("thing_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("location_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.ForeignKeyConstraint(["location_id"], ["locations.id"], ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["thing_id"], ["things.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("thing_id", "location_id"),
+        sa.ForeignKeyConstraint(
+            ["location_id"], ["locations.id"], name=op.f("fk_thing_locations_location_id"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["thing_id"], ["things.id"], name=op.f("fk_thing_locations_thing_id"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("thing_id", "location_id", name=op.f("pk_thing_locations")),
     )
     op.create_index("ix_thing_locations_location_id", "thing_locations", ["location_id"], unique=False)
     op.create_table(
         "location_historical_locations",
         sa.Column("location_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("historical_location_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.ForeignKeyConstraint(["historical_location_id"], ["historical_locations.id"], ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["location_id"], ["locations.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("location_id", "historical_location_id"),
+        sa.ForeignKeyConstraint(
+            ["historical_location_id"],
+            ["historical_locations.id"],
+            name=op.f("fk_location_historical_locations_historical_location_id"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["location_id"],
+            ["locations.id"],
+            name=op.f("fk_location_historical_locations_location_id"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("location_id", "historical_location_id", name=op.f("pk_location_historical_locations")),
     )
     op.create_index(
         "ix_location_historical_locations_historical_location_id",
@@ -159,9 +182,16 @@ def upgrade() -> None:
         sa.Column("parameters", sa.Text(), nullable=True),
         sa.Column("datastream_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("feature_of_interest_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.ForeignKeyConstraint(["datastream_id"], ["datastreams.id"], ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["feature_of_interest_id"], ["features_of_interest.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id"),
+        sa.ForeignKeyConstraint(
+            ["datastream_id"], ["datastreams.id"], name=op.f("fk_observations_datastream_id"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["feature_of_interest_id"],
+            ["features_of_interest.id"],
+            name=op.f("fk_observations_feature_of_interest_id"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_observations")),
         sqlite_autoincrement=True,
     )
     op.create_index(
