@@ -57,9 +57,18 @@ class Service:
 
     # -- reading ---------------------------------------------------------------------
 
-    async def read(self, path: ResourcePath, options: QueryOptions, policy: Policy | None = None) -> ReadResult:
-        """Read what ``path`` addresses; 404 when it, or the entity it navigates from, does not exist."""
-        plan = plan_read(self.registry, path, options, policy or OpenPolicy(), self.paging)
+    async def read(
+        self,
+        path: ResourcePath,
+        options: QueryOptions,
+        policy: Policy | None = None,
+        after: tuple[Any, ...] | None = None,
+    ) -> ReadResult:
+        """Read what ``path`` addresses; 404 when it, or the entity it navigates from, does not exist.
+
+        ``after`` continues a listing after the row with these sort keys (from ``@iot.nextLink``).
+        """
+        plan = plan_read(self.registry, path, options, policy or OpenPolicy(), self.paging, after)
 
         def run(tx: Tx) -> Entity | Collection | None:
             data = tx.read(plan)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from stadsdata.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    QuerySyntaxError,
     STAError,
     UnsupportedMediaType,
 )
@@ -49,6 +51,22 @@ CONFORMANCE = (
 )
 JSON_TYPES = ("application/json",)
 JSON_PATCH = "application/json-patch+json"
+
+
+def encode_skiptoken(keys: tuple[Any, ...]) -> str:
+    """The sort keys of the last row of a page, as an opaque URL-safe token."""
+    return base64.urlsafe_b64encode(orjson.dumps(list(keys))).decode().rstrip("=")
+
+
+def decode_skiptoken(token: str) -> tuple[Any, ...]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        values = orjson.loads(raw)
+    except (ValueError, orjson.JSONDecodeError):
+        raise QuerySyntaxError("not a $skiptoken from an @iot.nextLink of this server", option="$skiptoken") from None
+    if not isinstance(values, list) or any(isinstance(v, (dict, list)) for v in values):
+        raise QuerySyntaxError("not a $skiptoken from an @iot.nextLink of this server", option="$skiptoken")
+    return tuple(values)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -180,6 +198,8 @@ class Api:
 
     async def get(self, request: Request, path: ResourcePath) -> Response:
         params = dict(request.query_params)
+        token = params.pop("$skiptoken", None)
+        after = None if token is None else decode_skiptoken(token)
         options = parse_options(params)
         if path.property is not None:
             options = QueryOptions(select=(path.property.name,))
@@ -192,7 +212,7 @@ class Api:
                 count=options.count,
                 select=("@iot.id",),
             )
-        result = await self.service.read(path, options)
+        result = await self.service.read(path, options, after=after)
         base = self.base_url(request)
         serializer = Serializer(self.registry, base)
         data = result.data
@@ -210,9 +230,11 @@ class Api:
             return json_response(serializer.refs(path.target, data))
         if isinstance(data, Collection):
             next_link = None
-            if data.more:
+            next_keys = data.next_keys
+            if next_keys is not None:
+                params.pop("$skip", None)
                 params["$top"] = str(result.plan.top)
-                params["$skip"] = str(result.plan.skip + result.plan.top)
+                params["$skiptoken"] = encode_skiptoken(next_keys)
                 next_link = f"{base}/{path.text()}?{urlencode(params, safe='$', quote_via=quote)}"
             if result.plan.result_format == "dataArray":
                 return json_response(dataarray.format_collection(result.plan, data, base, next_link))

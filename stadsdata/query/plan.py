@@ -9,8 +9,8 @@ passes through ``plan_read``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from stadsdata.errors import BadRequest, QuerySyntaxError
 from stadsdata.model.entities import EntityType, Registry, Relation
@@ -72,6 +72,7 @@ class ReadPlan:
     expand: tuple[ExpandPlan, ...] = ()
     result_format: str | None = None
     single: bool = False
+    after: tuple[Any, ...] | None = None  # sort keys of the last row of the previous page
 
     def selects(self, name: str) -> bool:
         return self.select is None or name in self.select
@@ -171,6 +172,7 @@ def plan_read(
     options: QueryOptions,
     policy: Policy | None = None,
     paging: Paging | None = None,
+    after: tuple[Any, ...] | None = None,
 ) -> ReadPlan:
     """Check ``options`` against the path's entity type and build the read plan."""
     policy = policy or OpenPolicy()
@@ -181,4 +183,5 @@ def plan_read(
         # A filter on a single entity is allowed by OData but has no effect on
         # which entity is returned; reject it so that nobody relies on it.
         raise BadRequest("$filter applies to collections, not to a single entity")
-    return _options_plan(registry, path.target, options, policy, paging, steps, single)
+    plan = _options_plan(registry, path.target, options, policy, paging, steps, single)
+    return plan if after is None else replace(plan, after=after)

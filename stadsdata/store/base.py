@@ -33,6 +33,7 @@ class Entity:
     values: dict[str, Any]
     links: dict[str, int | None] = field(default_factory=dict)
     expanded: dict[str, Any] = field(default_factory=dict)
+    keys: tuple[Any, ...] = ()  # sort keys, to continue after this entity
 
 
 @dataclass
@@ -40,6 +41,11 @@ class Collection:
     items: list[Entity]
     count: int | None = None
     more: bool = False
+
+    @property
+    def next_keys(self) -> tuple[Any, ...] | None:
+        """Where the next page starts, when there is one."""
+        return self.items[-1].keys if self.more and self.items else None
 
 
 class Finish:

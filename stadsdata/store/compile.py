@@ -30,7 +30,6 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.sql.elements import UnaryExpression
 
 from stadsdata.errors import QuerySyntaxError
 from stadsdata.model.entities import EntityType, FkOnSource, FkOnTarget, Kind, Registry, Relation
@@ -49,6 +48,10 @@ class SqlDialect(Protocol):
     """What differs between the SQL stores' query text."""
 
     def json_member(self, column: ColumnElement[Any], keys: Sequence[str]) -> ColumnElement[Any]: ...
+
+    def order(self, column: ColumnElement[Any], descending: bool) -> ColumnElement[Any]:
+        """An ORDER BY term with nulls first when ascending and last when descending."""
+        ...
 
 
 _COMPARE = {
@@ -146,10 +149,19 @@ class Compiler:
         return cond
 
     def page(self, plan: ReadPlan, columns: Sequence[str], steps: Sequence[Step], param: bool = False) -> Select[Any]:
-        """Rows of one page (one more than ``top``, to tell whether a next page exists)."""
+        """Rows of one page (one more than ``top``, to tell whether a next page exists).
+
+        The sort keys follow the requested columns, so that the next page can
+        start after the last row (``plan.after``) instead of at an offset:
+        pages stay correct while rows are inserted concurrently.
+        """
         table = self.table(plan.entity)
-        stmt = select(*(table.c[c] for c in columns)).where(self.where(plan, table, steps, param))
-        stmt = stmt.order_by(*self.order(plan.orderby, plan.entity, table))
+        keys = self.sort_keys(plan.orderby, plan.entity, table)
+        where = self.where(plan, table, steps, param)
+        if plan.after is not None:
+            where = and_(where, self.after(keys, plan.after))
+        stmt = select(*(table.c[c] for c in columns), *(k for k, _ in keys)).where(where)
+        stmt = stmt.order_by(*(self.dialect.order(k, desc) for k, desc in keys))
         if plan.single:
             return stmt.limit(2)
         stmt = stmt.limit(plan.top + 1)
@@ -161,16 +173,37 @@ class Compiler:
         table = self.table(plan.entity)
         return select(func.count()).select_from(table).where(self.where(plan, table, steps, param))
 
-    def order(self, orderby: Sequence[OrderBy], entity: EntityType, table: FromClause) -> list[UnaryExpression[Any]]:
-        keys: list[UnaryExpression[Any]] = []
+    def sort_keys(
+        self, orderby: Sequence[OrderBy], entity: EntityType, table: FromClause
+    ) -> list[tuple[ColumnElement[Any], bool]]:
+        """(expression, descending) for each sort key; the id comes last and breaks ties."""
+        keys: list[tuple[ColumnElement[Any], bool]] = []
         for ob in orderby:
             value = self.value(ob.expr, entity, table, "$orderby")
             cols = [value.sql] if value.kind != "any" else [value.cols[1], value.cols[2]]
-            keys.extend(c.desc() if ob.descending else c.asc() for c in cols)
-        # The id breaks ties so that pages never overlap or skip rows.
+            keys.extend((c, ob.descending) for c in cols)
         last_desc = bool(orderby) and orderby[-1].descending
-        keys.append(table.c.id.desc() if last_desc else table.c.id.asc())
+        keys.append((table.c.id, last_desc))
         return keys
+
+    @staticmethod
+    def after(keys: Sequence[tuple[ColumnElement[Any], bool]], values: Sequence[Any]) -> ColumnElement[bool]:
+        """Rows that sort after ``values`` (nulls first when ascending, last when descending)."""
+        if len(values) != len(keys):
+            raise QuerySyntaxError("the $skiptoken does not belong to this query", option="$skiptoken")
+
+        def equal(col: ColumnElement[Any], v: Any) -> ColumnElement[bool]:
+            return col.is_(None) if v is None else col == v
+
+        def beyond(col: ColumnElement[Any], desc: bool, v: Any) -> ColumnElement[bool]:
+            if desc:
+                return false() if v is None else or_(col < v, col.is_(None))
+            return col.is_not(None) if v is None else col > v
+
+        alternatives = []
+        for i, (col, desc) in enumerate(keys):
+            alternatives.append(and_(*(equal(keys[j][0], values[j]) for j in range(i)), beyond(col, desc, values[i])))
+        return or_(*alternatives)
 
     # -- expressions ----------------------------------------------------------------
 

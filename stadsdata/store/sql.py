@@ -130,6 +130,9 @@ class SqlSession:
         shape = self.shape(plan.entity, plan.select)
         rows = self.fetch(self.compiler.page(plan, shape.columns, plan.steps))
         items = [shape.decode(r) for r in rows]
+        width = len(shape.columns)
+        for item, row in zip(items, rows, strict=True):
+            item.keys = tuple(row[width:])
         if plan.single:
             self._expand(plan, items)
             return items[0] if items else None

@@ -56,6 +56,10 @@ class SQLiteDialect:
         path = "$" + "".join('."' + k.replace('"', '""') + '"' for k in keys)
         return func.json_extract(column, path)
 
+    def order(self, column: ColumnElement[Any], descending: bool) -> ColumnElement[Any]:
+        # SQLite's own null order already is: first when ascending, last when descending.
+        return column.desc() if descending else column.asc()
+
     def insert_ignore(self, table: Table) -> Any:
         return sa_sqlite.insert(table).on_conflict_do_nothing()
 
