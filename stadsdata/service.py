@@ -235,15 +235,23 @@ class Service:
         parent = MULTI_DATASTREAM if group.multi else DATASTREAM
         if not tx.exists(parent, ds_id):
             return [f"error: there is no {parent.name} with @iot.id {ds_id}"] * len(group.rows)
+        names = group.names
+        default_time = "phenomenonTime" not in names
+        if default_time:
+            names = (*names, "phenomenonTime")
+        time_at = names.index("phenomenonTime")
+        result_at = names.index("result")
         results: list[int | str] = []
-        pending: list[tuple[int, dict[str, Any], dict[str, int | None]]] = []
+        pending: list[int] = []
+        rows: list[tuple[Any, ...]] = []
         known_features: dict[int, bool] = {}
         derived: int | str | None = None
+        multi_size = len(tx.related_ids(parent, ds_id, parent.relation("ObservedProperties"))) if group.multi else 0  # type: ignore[arg-type]
         for row in group.rows:
             if isinstance(row, str):
                 results.append(f"error: {row}")
                 continue
-            props, feature = row
+            values, feature = row
             if feature is None:
                 if derived is None:
                     try:
@@ -259,22 +267,23 @@ class Service:
             if not known_features.get(feature, True):
                 results.append(f"error: there is no FeatureOfInterest with @iot.id {feature}")
                 continue
-            if group.multi:
-                try:
-                    self.rules.check_multi_result(tx, ds_id, props.get("result"), where)
-                except ValidationError as exc:
-                    results.append(f"error: {exc.message}")
-                    continue
-            if props.get("phenomenonTime") is None:
-                props["phenomenonTime"] = (now, None)
-            parent_column = "multi_datastream_id" if group.multi else "datastream_id"
-            fks: dict[str, int | None] = {parent_column: ds_id, "feature_of_interest_id": feature}
-            pending.append((len(results), props, fks))
+            if group.multi and (not isinstance(values[result_at], list) or len(values[result_at]) != multi_size):
+                results.append(
+                    f"error: an Observation of MultiDatastream {ds_id} has an array result with {multi_size} values"
+                )
+                continue
+            if default_time:
+                values = (*values, (now, None))
+            elif values[time_at] is None:
+                values = (*values[:time_at], (now, None), *values[time_at + 1 :])
+            pending.append(len(results))
+            rows.append((*values, ds_id, feature))
             results.append(0)
-        ids = tx.insert_many(OBSERVATION, [(props, fks) for _, props, fks in pending])
-        for (i, props, fks), new_id in zip(pending, ids, strict=True):
+        parent_column = "multi_datastream_id" if group.multi else "datastream_id"
+        ids = tx.insert_many(OBSERVATION, names, (parent_column, "feature_of_interest_id"), rows)
+        for i, new_id in zip(pending, ids, strict=True):
             results[i] = new_id
-            self.rules.observation_written(tx, props, fks)
+        self.rules.observations_written(tx, (parent, ds_id), names, rows, len(names) + 1)
         return results
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from stadsdata.errors import STAError, ValidationError
-from stadsdata.model.entities import OBSERVATION
+from stadsdata.model.entities import OBSERVATION, Kind
 from stadsdata.model.validate import check_value, parse_id_value
+from stadsdata.model.values import parse_instant, parse_instant_or_interval
 
 CREATE_COMPONENTS = (
     "phenomenonTime",
@@ -24,12 +26,16 @@ CREATE_COMPONENTS = (
 class ObservationRows:
     """The rows of one dataArray of a CreateObservations request, checked.
 
-    ``rows[i]`` is ``(props, feature_id)`` or an error message for that row.
+    ``names`` are the Observation properties given (the components without
+    ``FeatureOfInterest/id``); ``rows[i]`` is ``(values, feature_id)`` with
+    the values in ``names`` order, or the error message for that row.
+    Tuples, not dicts: this is the bulk path.
     """
 
     datastream_id: int
     multi: bool = False  # the rows belong to a MultiDatastream
-    rows: list[tuple[dict[str, Any], int | None] | str] = field(default_factory=list)
+    names: tuple[str, ...] = ()
+    rows: list[tuple[tuple[Any, ...], int | None] | str] = field(default_factory=list)
 
 
 def parse_create(body: object) -> list[ObservationRows]:
@@ -67,26 +73,54 @@ def parse_create(body: object) -> list[ObservationRows]:
         rows = group.get("dataArray")
         if not isinstance(rows, list):
             raise ValidationError(f"{where}.dataArray must be an array of rows", field=f"{where}.dataArray")
-        parsed = ObservationRows(ds_id, multi)
-        for ri, row in enumerate(rows):
-            parsed.rows.append(_parse_row(components, row, f"{where}.dataArray[{ri}]"))
-        groups.append(parsed)
+        names = tuple(c for c in components if c != "FeatureOfInterest/id")
+        groups.append(ObservationRows(ds_id, multi, names, _parse_rows(components, rows, f"{where}.dataArray")))
     return groups
 
 
-def _parse_row(components: list[str], row: object, where: str) -> tuple[dict[str, Any], int | None] | str:
-    if not isinstance(row, list) or len(row) != len(components):
-        return f"{where}: a row must be an array of {len(components)} values, one per component"
-    props: dict[str, Any] = {}
-    feature: int | None = None
-    try:
-        for comp, value in zip(components, row, strict=True):
-            if comp == "FeatureOfInterest/id":
-                feature = parse_id_value(value, f"{where}.FeatureOfInterest/id")
-                continue
-            prop = OBSERVATION.property(comp)
-            assert prop is not None
-            props[comp] = check_value(prop, value, f"{where}.{comp}")
-    except STAError as exc:
-        return exc.message
-    return props, feature
+Converter = Callable[[object, str], Any]
+
+
+def _time(value: object, where: str) -> tuple[int, int | None]:
+    if type(value) is str and "/" not in value:
+        return parse_instant(value, where), None
+    return parse_instant_or_interval(value, where)
+
+
+def _converter(component: str) -> Converter | None:
+    """How to check one component; None when any JSON value is fine as it is."""
+    prop = OBSERVATION.property(component)
+    assert prop is not None
+    if prop.kind is Kind.ANY:
+        return None
+    if component == "phenomenonTime":
+        return _time
+    return lambda value, where: check_value(prop, value, where)
+
+
+def _parse_rows(
+    components: list[str], rows: list[object], where: str
+) -> list[tuple[tuple[Any, ...], int | None] | str]:
+    """Check every row; a row's problem becomes its error message.
+
+    This is the bulk path, so the per-row work is kept small: components that
+    take any value are copied, the rest go through one converter each.
+    """
+    feature_at = components.index("FeatureOfInterest/id") if "FeatureOfInterest/id" in components else -1
+    plan = [(i, comp, _converter(comp)) for i, comp in enumerate(components) if comp != "FeatureOfInterest/id"]
+    width = len(components)
+    out: list[tuple[tuple[Any, ...], int | None] | str] = []
+    for ri, row in enumerate(rows):
+        if type(row) is not list or len(row) != width:
+            out.append(f"{where}[{ri}]: a row must be an array of {width} values, one per component")
+            continue
+        try:
+            feature = row[feature_at] if feature_at >= 0 else None
+            if feature is not None and (type(feature) is not int or feature < 0):
+                feature = parse_id_value(feature, "FeatureOfInterest/id")
+            values = tuple([row[i] if convert is None else convert(row[i], comp) for i, comp, convert in plan])
+        except STAError as exc:
+            out.append(f"{where}[{ri}].{exc.message}")
+            continue
+        out.append((values, feature))
+    return out

@@ -64,7 +64,7 @@ class Relation:
     link: tuple[str, str, str] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one object per type: identity is equality, and hashing is cheap
 class EntityType:
     name: str
     set_name: str

@@ -20,6 +20,7 @@ Rules act only through the store's ``Tx`` operations.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from stadsdata.errors import ValidationError
@@ -156,32 +157,49 @@ class Rules:
         return foi_id
 
     def observation_written(self, tx: Tx, props: dict[str, Any], fks: dict[str, int | None]) -> None:
-        start, end = props["phenomenonTime"]
-        tx.defer(
-            EXTEND_DATASTREAM,
-            (
-                self.observation_parent(fks, ""),
-                start,
-                end if end is not None else start,
-                props.get("resultTime"),
-                fks["feature_of_interest_id"],
-            ),
-        )
+        names = tuple(props)
+        row = (*props.values(), fks["feature_of_interest_id"])
+        self.observations_written(tx, self.observation_parent(fks, ""), names, [row], len(names))
+
+    def observations_written(
+        self,
+        tx: Tx,
+        parent: tuple[EntityType, int],
+        names: tuple[str, ...],
+        rows: Sequence[Sequence[Any]],
+        feature_at: int,
+    ) -> None:
+        """Queue one summary of new Observations of one (Multi)Datastream for the batch's aggregate update.
+
+        ``rows`` hold property values in ``names`` order, and the FeatureOfInterest id at ``feature_at``.
+        """
+        if not rows:
+            return
+        time_at = names.index("phenomenonTime")
+        starts = [r[time_at][0] for r in rows]
+        ends = [r[time_at][0] if r[time_at][1] is None else r[time_at][1] for r in rows]
+        result_times: list[int] = []
+        if "resultTime" in names:
+            at = names.index("resultTime")
+            result_times = [r[at] for r in rows if r[at] is not None]
+        fois = {r[feature_at] for r in rows}
+        rt_min, rt_max = (min(result_times), max(result_times)) if result_times else (None, None)
+        tx.defer(EXTEND_DATASTREAM, (parent, min(starts), max(ends), rt_min, rt_max, fois))
 
     def extend_datastreams(self, tx: Tx, items: list[Any]) -> None:
         """Widen each touched Datastream's times and area, once per Datastream per batch."""
         per_ds: dict[tuple[EntityType, int], list[Any]] = {}
-        for parent, start, end, result_time, foi in items:
+        for parent, start, end, rt_min, rt_max, fois in items:
             agg = per_ds.get(parent)
             if agg is None:
-                per_ds[parent] = [start, end, result_time, result_time, {foi}]
+                per_ds[parent] = [start, end, rt_min, rt_max, set(fois)]
                 continue
             agg[0] = min(agg[0], start)
             agg[1] = max(agg[1], end)
-            if result_time is not None:
-                agg[2] = result_time if agg[2] is None else min(agg[2], result_time)
-                agg[3] = result_time if agg[3] is None else max(agg[3], result_time)
-            agg[4].add(foi)
+            if rt_min is not None:
+                agg[2] = rt_min if agg[2] is None else min(agg[2], rt_min)
+                agg[3] = rt_max if agg[3] is None else max(agg[3], rt_max)
+            agg[4] |= fois
         foi_bounds: dict[int, tuple[float, float, float, float]] = {}
         for (entity, ds_id), (start, end, rt_min, rt_max, fois) in per_ds.items():
             ds = tx.get(entity, ds_id)

@@ -26,7 +26,9 @@ class SqlStoreDialect(SqlDialect, Protocol):
 
     def insert_ignore(self, table: Table) -> Any: ...
 
-    def bulk_insert(self, conn: Any, table: Table, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[int]:
+    def bulk_insert(
+        self, conn: Any, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> list[int]:
         """Insert ``rows`` with the database's fast path; return the new ids in order."""
         ...
 
@@ -34,25 +36,39 @@ class SqlStoreDialect(SqlDialect, Protocol):
 Compiled = tuple[str, Callable[[dict[str, Any] | None], Sequence[Any] | dict[str, Any]]]
 
 
-def compile_statement(stmt: ClauseElement, dialect: Dialect) -> Compiled:
-    """SQL text and a function that gives its parameters (optionally overriding some)."""
-    compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-    assert isinstance(compiled, SQLCompiler)
+def compile_statement(stmt: ClauseElement, dialect: Dialect, cache: dict[Any, SQLCompiler] | None = None) -> Compiled:
+    """SQL text and a function that gives its parameters (optionally overriding some).
+
+    With ``cache``, statements that differ only in their bound values share
+    one compiled form (SQLAlchemy's own cache key tells them apart), which
+    saves most of the cost of a read. Statements must therefore not use
+    IN-lists of varying length: those are rendered into the SQL text.
+    """
+    key = stmt._generate_cache_key() if cache is not None else None
+    compiled: SQLCompiler | None = None
+    if key is not None and cache is not None:
+        compiled = cache.get(key.key)
+        if compiled is None:
+            if len(cache) > 4096:
+                cache.clear()
+            found = stmt.compile(dialect=dialect, cache_key=key, compile_kwargs={"render_postcompile": True})
+            assert isinstance(found, SQLCompiler)
+            compiled = cache[key.key] = found
+    if compiled is None:
+        found = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        assert isinstance(found, SQLCompiler)
+        compiled = found
+    extracted = key.bindparams if key is not None else None
     sql = str(compiled)
     positions = compiled.positiontup
+    final = compiled
+
+    def values(override: dict[str, Any] | None) -> Any:
+        return final.construct_params(params=override, extracted_parameters=extracted, _check=False)
 
     if positions is None:
-
-        def named(override: dict[str, Any] | None) -> dict[str, Any]:
-            return dict(compiled.construct_params(params=override, _check=False))
-
-        return sql, named
-
-    def positional(override: dict[str, Any] | None) -> list[Any]:
-        params = compiled.construct_params(params=override, _check=False)
-        return [params[k] for k in positions]
-
-    return sql, positional
+        return sql, lambda override: dict(values(override))
+    return sql, lambda override: [p[k] for p in (values(override),) for k in positions]
 
 
 class EntityShape:
@@ -86,7 +102,9 @@ class SqlSession:
         dialect: SqlStoreDialect,
         compiler: Compiler,
         statements: dict[Any, Compiled],
+        compiled: dict[Any, SQLCompiler] | None = None,
     ) -> None:
+        self.compiled = compiled  # compiled query statements by cache key, shared by the store's sessions
         self.conn = conn
         self.statements = statements  # compiled statements shared by the store's sessions
         self.registry = registry
@@ -99,7 +117,7 @@ class SqlSession:
     # -- execution ------------------------------------------------------------------
 
     def _compile(self, stmt: ClauseElement) -> Compiled:
-        return compile_statement(stmt, self.dialect.sa_dialect)
+        return compile_statement(stmt, self.dialect.sa_dialect, self.compiled)
 
     def fetch(self, stmt: ClauseElement) -> list[tuple[Any, ...]]:
         sql, params = self._compile(stmt)
@@ -185,25 +203,14 @@ class SqlSession:
         return int(row[0])
 
     def insert_many(
-        self, entity: EntityType, rows: Sequence[tuple[dict[str, Any], dict[str, int | None]]]
+        self, entity: EntityType, names: tuple[str, ...], fk_columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
     ) -> list[int]:
-        """Insert many rows on the database's bulk path; returns their ids in order."""
-        by_columns: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
-        for i, (props, fks) in enumerate(rows):
-            values = codec.encode(entity, props)
-            values.update(fks)
-            by_columns.setdefault(tuple(values), []).append((i, values))
-        ids = [0] * len(rows)
-        for columns, group in by_columns.items():
-            new_ids = self.dialect.bulk_insert(
-                self.conn,
-                self.metadata.tables[entity.table],
-                columns,
-                [tuple(values[c] for c in columns) for _, values in group],
-            )
-            for (i, _), new_id in zip(group, new_ids, strict=True):
-                ids[i] = new_id
-        return ids
+        """Insert rows of property values (in ``names`` order) followed by foreign keys, on the bulk path.
+
+        Returns the new ids in order.
+        """
+        columns, values = codec.encode_rows(entity, names, rows)
+        return self.dialect.bulk_insert(self.conn, self.metadata.tables[entity.table], columns + fk_columns, values)
 
     def _insert_sql(self, table_name: str, columns: tuple[str, ...]) -> Compiled:
         """INSERT … RETURNING id, compiled once per table and column set (the hot path of ingestion)."""

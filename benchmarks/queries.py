@@ -1,0 +1,254 @@
+"""Read benchmarks on a large embedded store, through the HTTP API with a keep-alive client.
+
+    python -m benchmarks.queries                      # 10 M observations, 1,000 datastreams
+    python -m benchmarks.queries --observations 1000000 --keep /tmp/city.db
+
+Builds (or reuses, with --keep) a database of a synthetic city through the
+store's bulk path, starts `stadsdata serve` on it, and prints:
+
+- the newest 100 Observations of a datastream: p50 / p99 latency,
+- the latest value of 1,000 datastreams in one request ($expand with $top=1),
+- $count of all Observations,
+- CreateObservations rate against a raw SQLite executemany of the same rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import quote
+
+import orjson
+from tqdm import tqdm
+
+from benchmarks.server import Server
+from stadsdata.model.entities import DATASTREAM, OBSERVATION, sensing_registry
+from stadsdata.model.values import GeoValue, format_instant, geometry_bounds
+from stadsdata.store.base import Tx
+from stadsdata.store.sqlite import SQLiteStore
+
+START = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z in microseconds
+CLIENTS = 2
+
+
+def build(path: Path, observations: int, datastreams: int) -> None:
+    """A city with ``datastreams`` sensors, each observed every 1–15 minutes, on the bulk path."""
+    registry = sensing_registry()
+    store = SQLiteStore(path, registry, synchronous="OFF")
+
+    def setup(tx: Tx) -> tuple[int, list[int]]:
+        types = registry.types
+        thing = tx.insert(types["Thing"], {"name": "city", "description": "synthetic"}, {})
+        sensor = tx.insert(
+            types["Sensor"], {"name": "s", "description": "d", "encodingType": "text/plain", "metadata": "m"}, {}
+        )
+        prop = tx.insert(
+            types["ObservedProperty"],
+            {"name": "level", "definition": "http://example.org/level", "description": "d"},
+            {},
+        )
+        point = {"type": "Point", "coordinates": [6.89, 52.22]}
+        foi = tx.insert(
+            types["FeatureOfInterest"],
+            {
+                "name": "centre",
+                "description": "d",
+                "encodingType": "application/geo+json",
+                "feature": GeoValue(point, geometry_bounds(point, "feature")),
+            },
+            {},
+        )
+        ds_ids = [
+            tx.insert(
+                DATASTREAM,
+                {
+                    "name": f"sensor {i}",
+                    "description": "d",
+                    "unitOfMeasurement": {"name": "m", "symbol": "m", "definition": "x"},
+                    "observationType": "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement",
+                },
+                {"thing_id": thing, "sensor_id": sensor, "observed_property_id": prop},
+            )
+            for i in range(datastreams)
+        ]
+        return foi, ds_ids
+
+    foi, ds_ids = store.write_sync(setup)
+    rng = random.Random(42)
+    per_ds = observations // datastreams
+    steps = [rng.randint(1, 15) * 60_000_000 for _ in ds_ids]
+    chunk = 50_000
+    with tqdm(total=per_ds * len(ds_ids), unit="obs", desc="building", file=sys.stderr) as bar:
+        # Time-major order, as a city's sensors report: every datastream advances together.
+        rows: list[tuple[object, ...]] = []
+        for k in range(per_ds):
+            for ds, step in zip(ds_ids, steps, strict=True):
+                rows.append(((START + k * step, None), round(rng.gauss(10, 3), 2), ds, foi))
+            if len(rows) >= chunk or k == per_ds - 1:
+                batch = rows
+                store.write_sync(
+                    lambda tx, batch=batch: tx.insert_many(
+                        OBSERVATION, ("phenomenonTime", "result"), ("datastream_id", "feature_of_interest_id"), batch
+                    )
+                )
+                bar.update(len(batch))
+                rows = []
+    with sqlite3.connect(path) as conn:
+        conn.execute("ANALYZE")
+
+
+def timed(conn: http.client.HTTPConnection, url: str, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        conn.request("GET", url)
+        resp = conn.getresponse()
+        body = resp.read()
+        out.append((time.perf_counter() - t) * 1000)
+        if resp.status != 200:
+            raise SystemExit(f"{url}: {resp.status} {body[:300]!r}")
+    return out
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--observations", type=int, default=10_000_000)
+    parser.add_argument("--datastreams", type=int, default=1000)
+    parser.add_argument("--keep", type=Path, help="database file to build once and reuse")
+    parser.add_argument("--requests", type=int, default=500)
+    args = parser.parse_args()
+
+    tmp = tempfile.TemporaryDirectory()
+    db = args.keep or Path(tmp.name) / "city.db"
+    if not db.exists():
+        t = time.perf_counter()
+        build(db, args.observations, args.datastreams)
+        print(f"built {args.observations:,} observations in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    size_mb = os.path.getsize(db) / 1e6
+    rows = []
+    with Server(db) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port)
+        n_ds = int(orjson.loads(_get(conn, "/v1.1/Datastreams?$count=true&$top=0"))["@iot.count"])
+        rng = random.Random(1)
+        newest = [
+            f"/v1.1/Datastreams({rng.randint(1, n_ds)})/Observations?$top=100&$orderby=" + quote("phenomenonTime desc")
+        ]
+        timed(conn, newest[0], 20)
+        lat: list[float] = []
+        for _ in range(args.requests):
+            lat += timed(
+                conn,
+                f"/v1.1/Datastreams({rng.randint(1, n_ds)})/Observations?$top=100&$orderby="
+                + quote("phenomenonTime desc"),
+                1,
+            )
+        rows.append(
+            ("newest 100 of a datastream", f"p50 {pct(lat, 0.5):.2f} ms  p99 {pct(lat, 0.99):.2f} ms", "p50 ≤ 2 ms")
+        )
+        latest = "/v1.1/Datastreams?$top=1000&$select=id,name&$expand=" + quote(
+            "Observations($top=1;$orderby=phenomenonTime desc;$select=result,phenomenonTime)"
+        )
+        lv = timed(conn, latest, 20)
+        rows.append((f"latest value of {min(n_ds, 1000)} datastreams", f"p50 {pct(lv, 0.5):.1f} ms", "≤ 50 ms"))
+        cnt = timed(conn, "/v1.1/Observations?$count=true&$top=0", 5)
+        rows.append(("$count of all observations", f"p50 {pct(cnt, 0.5):.1f} ms", "(≤ 100 ms on PostgreSQL)"))
+        api_rate, raw_rate = bulk_rates(conn, server, rng)
+        rows.append(("CreateObservations", f"{api_rate:,.0f} obs/s", ""))
+        rows.append(("raw SQLite executemany, same rows", f"{raw_rate:,.0f} obs/s", ""))
+        rows.append(("CreateObservations / raw bulk", f"{api_rate / raw_rate:.0%}", "≥ 50 %"))
+    print(f"\nstadsdata read benchmarks: {args.observations:,} observations, {n_ds} datastreams, {size_mb:,.0f} MB\n")
+    width = max(len(r[0]) for r in rows)
+    for name, value, goal in rows:
+        print(f"  {name:<{width}}  {value:<28} {goal}")
+
+
+def _get(conn: http.client.HTTPConnection, url: str) -> bytes:
+    conn.request("GET", url)
+    return conn.getresponse().read()
+
+
+def bulk_rates(conn: http.client.HTTPConnection, server: Server, rng: random.Random) -> tuple[float, float]:
+    """CreateObservations of 200,000 rows in requests of 10,000, against executemany of the same rows."""
+    total, per_request = 200_000, 10_000
+    base = START + 10**15
+    bodies = []
+    for r in range(total // per_request):
+        array = [
+            [format_instant(base + (r * per_request + i) * 1_000_000), round(rng.gauss(10, 3), 2), 1]
+            for i in range(per_request)
+        ]
+        bodies.append(
+            orjson.dumps(
+                [
+                    {
+                        "Datastream": {"@iot.id": 1},
+                        "components": ["phenomenonTime", "result", "FeatureOfInterest/id"],
+                        "dataArray": array,
+                    }
+                ]
+            )
+        )
+
+    # Two clients, as a loader with a little concurrency would: parsing one request overlaps
+    # with the database work of the other.
+    def post_all(part: list[bytes]) -> None:
+        client = http.client.HTTPConnection("127.0.0.1", server.port)
+        for body in part:
+            client.request("POST", "/v1.1/CreateObservations", body, {"Content-Type": "application/json"})
+            resp = client.getresponse()
+            data = resp.read()
+            if resp.status != 201 or b"error" in data:
+                raise SystemExit(f"CreateObservations failed: {data[:300]!r}")
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(post_all, [bodies[i::CLIENTS] for i in range(CLIENTS)]))
+    api = total / (time.perf_counter() - t)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "raw.db"
+        SQLiteStore(path, sensing_registry())  # same schema, same indexes
+        raw = sqlite3.connect(path, isolation_level=None)
+        raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("PRAGMA synchronous=FULL")
+        raw.execute("PRAGMA foreign_keys=ON")
+        raw.executescript(
+            "INSERT INTO things (name, description) VALUES ('t', 'd');"
+            "INSERT INTO sensors (name, description, encoding_type, metadata_type, metadata_string)"
+            " VALUES ('s', 'd', 'text/plain', 3, 'm');"
+            "INSERT INTO observed_properties (name, definition, description) VALUES ('p', 'x', 'd');"
+            "INSERT INTO datastreams (name, description, unit_of_measurement, observation_type, thing_id, sensor_id,"
+            " observed_property_id) VALUES ('d', 'd', '{}', 'x', 1, 1, 1);"
+            "INSERT INTO features_of_interest (name, description, encoding_type, feature, feature_minx, feature_miny,"
+            " feature_maxx, feature_maxy) VALUES ('f', 'd', 'application/geo+json', '{}', 0, 0, 0, 0);"
+        )
+        rows = [(base + i * 1_000_000, 2, rng.gauss(10, 3)) for i in range(total)]
+        t = time.perf_counter()
+        for start in range(0, total, per_request):
+            raw.execute("BEGIN")
+            raw.executemany(
+                "INSERT INTO observations (phenomenon_time_start, result_type, result_number, result_quality_type,"
+                " datastream_id, feature_of_interest_id) VALUES (?, ?, ?, 0, 1, 1)",
+                rows[start : start + per_request],
+            )
+            raw.execute("COMMIT")
+        raw_rate = total / (time.perf_counter() - t)
+        raw.close()
+    return api, raw_rate
+
+
+if __name__ == "__main__":
+    main()
