@@ -11,6 +11,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -261,8 +262,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         log.exception("unhandled error for %s %s", request.method, request.url.path, exc_info=exc)
         return json_response({"code": "internal-error", "message": "the server failed to handle this request"}, 500)
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return error_response(NotFound(f"there is nothing at {request.url.path}; the API is at {VERSION_PATH}"))
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Errors raised by the routing itself (no such route, method not allowed), as JSON like all others."""
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return error_response(NotFound(f"there is nothing at {request.url.path}; the API is at {VERSION_PATH}"))
+        if exc.status_code == 405:
+            allow = tuple(m.strip() for m in (exc.headers or {}).get("Allow", "GET").split(","))
+            return error_response(
+                MethodNotAllowed(f"{request.method} is not supported at {request.url.path}", allow=allow)
+            )
+        return json_response({"code": "http-error", "message": exc.detail}, exc.status_code, dict(exc.headers or {}))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -279,7 +289,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route(VERSION_PATH + "/$batch", api.batch, methods=["POST"]),
             Route(VERSION_PATH + "/{path:path}", api.resource, methods=methods),
         ],
-        exception_handlers={STAError: sta_error, Exception: server_error, 404: not_found},
+        exception_handlers={STAError: sta_error, HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )
     app.state.service = service
