@@ -29,6 +29,7 @@ from urllib.parse import quote
 import orjson
 from tqdm import tqdm
 
+from benchmarks.rawdb import OBSERVATION_INSERT, raw_database
 from benchmarks.server import Server
 from stadsdata.model.entities import DATASTREAM, OBSERVATION, sensing_registry
 from stadsdata.model.values import GeoValue, format_instant, geometry_bounds
@@ -220,30 +221,12 @@ def bulk_rates(conn: http.client.HTTPConnection, server: Server, rng: random.Ran
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "raw.db"
-        SQLiteStore(path, sensing_registry())  # same schema, same indexes
-        raw = sqlite3.connect(path, isolation_level=None)
-        raw.execute("PRAGMA journal_mode=WAL")
-        raw.execute("PRAGMA synchronous=FULL")
-        raw.execute("PRAGMA foreign_keys=ON")
-        raw.executescript(
-            "INSERT INTO things (name, description) VALUES ('t', 'd');"
-            "INSERT INTO sensors (name, description, encoding_type, metadata_type, metadata_string)"
-            " VALUES ('s', 'd', 'text/plain', 3, 'm');"
-            "INSERT INTO observed_properties (name, definition, description) VALUES ('p', 'x', 'd');"
-            "INSERT INTO datastreams (name, description, unit_of_measurement, observation_type, thing_id, sensor_id,"
-            " observed_property_id) VALUES ('d', 'd', '{}', 'x', 1, 1, 1);"
-            "INSERT INTO features_of_interest (name, description, encoding_type, feature, feature_minx, feature_miny,"
-            " feature_maxx, feature_maxy) VALUES ('f', 'd', 'application/geo+json', '{}', 0, 0, 0, 0);"
-        )
-        rows = [(base + i * 1_000_000, 2, rng.gauss(10, 3)) for i in range(total)]
+        raw = raw_database(path)
+        rows = [(base + i * 1_000_000, rng.gauss(10, 3)) for i in range(total)]
         t = time.perf_counter()
         for start in range(0, total, per_request):
             raw.execute("BEGIN")
-            raw.executemany(
-                "INSERT INTO observations (phenomenon_time_start, result_type, result_number, result_quality_type,"
-                " datastream_id, feature_of_interest_id) VALUES (?, ?, ?, 0, 1, 1)",
-                rows[start : start + per_request],
-            )
+            raw.executemany(OBSERVATION_INSERT, rows[start : start + per_request])
             raw.execute("COMMIT")
         raw_rate = total / (time.perf_counter() - t)
         raw.close()

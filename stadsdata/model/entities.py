@@ -119,6 +119,7 @@ class Registry:
             self.types[t.name] = t
             self.sets[t.set_name] = t
         self._check()
+        self._storage = {id(rel): self._find_storage(rel) for t in self.types.values() for rel in t.relations}
 
     def __iter__(self) -> Iterator[EntityType]:
         return iter(self.types.values())
@@ -133,6 +134,10 @@ class Registry:
 
     def storage(self, rel: Relation) -> Storage:
         """How ``rel`` is stored, seen from its source side."""
+        found = self._storage.get(id(rel))
+        return found if found is not None else self._find_storage(rel)
+
+    def _find_storage(self, rel: Relation) -> Storage:
         if rel.fk is not None:
             return FkOnSource(rel.fk)
         if rel.link is not None:

@@ -104,7 +104,9 @@ class Store(Protocol):
 
     async def run_read(self, fn: Callable[[Tx], T]) -> T: ...
 
-    async def write(self, fn: Callable[[Tx], Any]) -> Any: ...
+    async def write(self, fn: Callable[[Tx], Any]) -> Any:
+        """Run ``fn`` in a write transaction; its result once committed. ``fn`` may be run more than once."""
+        ...
 
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """Every ``write`` inside the block joins one transaction, committed at the block's end."""

@@ -62,6 +62,18 @@ def compile_statement(stmt: ClauseElement, dialect: Dialect, cache: dict[Any, SQ
     sql = str(compiled)
     positions = compiled.positiontup
     final = compiled
+    if extracted is None and positions is not None:
+        # The values are fixed at compile time: look them up directly instead of
+        # asking SQLAlchemy each time (the prepared statements of the write path).
+        defaults = compiled.construct_params(_check=False)
+        order = tuple(positions)
+
+        def fixed(override: dict[str, Any] | None) -> list[Any]:
+            if not override:
+                return [defaults[k] for k in order]
+            return [override[k] if k in override else defaults[k] for k in order]
+
+        return sql, fixed
 
     def values(override: dict[str, Any] | None) -> Any:
         return final.construct_params(params=override, extracted_parameters=extracted, _check=False)
@@ -222,59 +234,107 @@ class SqlSession:
             found = self.statements[key] = compile_statement(stmt, self.dialect.sa_dialect)
         return found
 
+    def prepared(self, key: tuple[Any, ...], build: Callable[[], ClauseElement]) -> Compiled:
+        """A statement built and compiled once per ``key``; its values are bind parameters.
+
+        The write path runs the same few lookups for every unit; building and
+        compiling them once keeps a single-row write at a few SQLite calls.
+        """
+        found = self.statements.get(key)
+        if found is None:
+            found = self.statements[key] = compile_statement(build(), self.dialect.sa_dialect)
+        return found
+
+    def run(self, key: tuple[Any, ...], build: Callable[[], ClauseElement], **values: Any) -> Any:
+        sql, params = self.prepared(key, build)
+        return self.conn.execute(sql, params(values))
+
     def update(self, entity: EntityType, id: int, props: dict[str, Any], fks: dict[str, int | None]) -> None:
         values = codec.encode(entity, props)
         values.update(fks)
         if values:
             table = self.table(entity)
-            self.execute(update(table).where(table.c.id == id).values(values))
+
+            def build() -> ClauseElement:
+                return update(table).where(table.c.id == bindparam("pk")).values({c: bindparam(c) for c in values})
+
+            self.run(("update", entity.table, tuple(values)), build, pk=id, **values)
 
     def delete(self, entity: EntityType, id: int) -> bool:
         table = self.table(entity)
-        return self.execute(delete(table).where(table.c.id == id)) > 0
+        cur = self.run(("delete", entity.table), lambda: delete(table).where(table.c.id == bindparam("pk")), pk=id)
+        return cur.rowcount > 0  # type: ignore[no-any-return]
 
     def exists(self, entity: EntityType, id: int) -> bool:
         table = self.table(entity)
-        return self.scalar(select(table.c.id).where(table.c.id == id)) is not None
+        cur = self.run(("exists", entity.table), lambda: select(table.c.id).where(table.c.id == bindparam("pk")), pk=id)
+        return cur.fetchone() is not None
 
     def get(self, entity: EntityType, id: int) -> Entity | None:
         shape = self.shape(entity, None)
         table = self.table(entity)
-        rows = self.fetch(select(*(table.c[c] for c in shape.columns)).where(table.c.id == id))
-        return shape.decode(rows[0]) if rows else None
+
+        def build() -> ClauseElement:
+            return select(*(table.c[c] for c in shape.columns)).where(table.c.id == bindparam("pk"))
+
+        row = self.run(("get", entity.name), build, pk=id).fetchone()
+        return shape.decode(row) if row is not None else None
+
+    def _related(self, entity: EntityType, rel: Relation, count: bool) -> ClauseElement:
+        target = self.registry.target(rel)
+        table = self.table(target)
+        where = self.compiler.scope((Step(entity, None, 0), Step(target, rel, None)), table, param=True)
+        if count:
+            return select(func.count()).select_from(table).where(where)
+        return select(table.c.id).where(where).order_by(table.c.id)
 
     def related_ids(self, entity: EntityType, id: int, rel: Relation) -> list[int]:
-        target = self.registry.target(rel)
-        table = self.table(target)
-        steps = (Step(entity, None, id), Step(target, rel, None))
-        stmt = select(table.c.id).where(self.compiler.scope(steps, table)).order_by(table.c.id)
-        return [r[0] for r in self.fetch(stmt)]
+        key = ("related", entity.name, rel.name)
+        cur = self.run(key, lambda: self._related(entity, rel, False), **{PARENT_ID: id})
+        return [r[0] for r in cur.fetchall()]
 
     def count_related(self, entity: EntityType, id: int, rel: Relation) -> int:
-        target = self.registry.target(rel)
-        table = self.table(target)
-        steps = (Step(entity, None, id), Step(target, rel, None))
-        return int(self.scalar(select(func.count()).select_from(table).where(self.compiler.scope(steps, table))))
+        key = ("count_related", entity.name, rel.name)
+        return int(self.run(key, lambda: self._related(entity, rel, True), **{PARENT_ID: id}).fetchone()[0])
 
     def link(self, link: LinkTable, source: int, target: int) -> None:
         table = self.metadata.tables[link.table]
-        stmt = self.dialect.insert_ignore(table).values({link.source_column: source, link.target_column: target})
-        self.execute(stmt)
+
+        def build() -> Any:
+            return self.dialect.insert_ignore(table).values(
+                {link.source_column: bindparam("source"), link.target_column: bindparam("target")}
+            )
+
+        self.run(("link", link.table), build, source=source, target=target)
 
     def unlink(self, link: LinkTable, source: int, target: int | None = None) -> int:
         table = self.metadata.tables[link.table]
-        stmt = delete(table).where(table.c[link.source_column] == source)
-        if target is not None:
-            stmt = stmt.where(table.c[link.target_column] == target)
-        return self.execute(stmt)
+
+        def build() -> ClauseElement:
+            stmt = delete(table).where(table.c[link.source_column] == bindparam("source"))
+            if target is not None:
+                stmt = stmt.where(table.c[link.target_column] == bindparam("target"))
+            return stmt
+
+        values = {"source": source} if target is None else {"source": source, "target": target}
+        return self.run(("unlink", link.table, target is None), build, **values).rowcount  # type: ignore[no-any-return]
 
     def scalar_generated_foi(self, location_id: int) -> int | None:
         table = self.metadata.tables["locations"]
-        return self.scalar(select(table.c.generated_foi_id).where(table.c.id == location_id))  # type: ignore[no-any-return]
+
+        def build() -> ClauseElement:
+            return select(table.c.generated_foi_id).where(table.c.id == bindparam("pk"))
+
+        row = self.run(("generated_foi",), build, pk=location_id).fetchone()
+        return None if row is None else row[0]
 
     def set_generated_foi(self, location_id: int, foi_id: int | None) -> None:
         table = self.metadata.tables["locations"]
-        self.execute(update(table).where(table.c.id == location_id).values(generated_foi_id=foi_id))
+
+        def build() -> ClauseElement:
+            return update(table).where(table.c.id == bindparam("pk")).values(generated_foi_id=bindparam("foi"))
+
+        self.run(("set_generated_foi",), build, pk=location_id, foi=foi_id)
 
     def observation_extent(self, column: str, datastream_id: int) -> tuple[Any, Any, Any, Any, list[int]]:
         """(min phenomenon start, max phenomenon end, min and max resultTime, FeatureOfInterest ids)."""

@@ -102,13 +102,29 @@ class SQLiteDialect:
         return func.sd_geo_length(a)
 
 
-class _Unit:
-    __slots__ = ("fn", "future", "loop")
+class _UnitFailed(Exception):
+    """A unit of an optimistic batch failed; the batch is run again with a savepoint per unit."""
 
-    def __init__(self, fn: Callable[[Tx], Any], future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> None:
+
+class _Unit:
+    __slots__ = ("fn", "future", "loop", "replayable")
+
+    def __init__(
+        self,
+        fn: Callable[[Tx], Any],
+        future: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+        replayable: bool = True,
+    ) -> None:
         self.fn = fn
         self.future = future
         self.loop = loop
+        self.replayable = replayable
+
+
+def _resolve_all(items: list[tuple[_Unit, Any, BaseException | None]]) -> None:
+    for unit, result, error in items:
+        _resolve(unit.future, result, error)
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -219,11 +235,14 @@ class SQLiteStore:
         """Register the batch-level function that consumes ``Tx.defer(key, …)`` data."""
         self._deferred[key] = fn
 
-    async def write(self, fn: Callable[[Tx], Any]) -> Any:
+    async def write(self, fn: Callable[[Tx], Any], *, replayable: bool = True) -> Any:
         """Run ``fn`` on the writer; return its result once it is committed.
 
-        Inside ``transaction()`` the unit joins that transaction instead and
-        its result is returned before the commit.
+        ``fn`` may run more than once (its batch is replayed when another unit
+        of it fails), so it must act only through the transaction; a unit that
+        cannot be replayed says ``replayable=False``. Inside ``transaction()``
+        the unit joins that transaction instead and its result is returned
+        before the commit.
         """
         channel = self._channel.get()
         if channel is not None:
@@ -236,7 +255,7 @@ class SQLiteStore:
             self._writer.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Unit(fn, future, loop))
+        self._queue.put(_Unit(fn, future, loop, replayable))
         return await future
 
     @asynccontextmanager
@@ -279,7 +298,7 @@ class SQLiteStore:
                 session.conn.execute("RELEASE sub")
                 item.loop.call_soon_threadsafe(_resolve, item.future, result, None)
 
-        outer = asyncio.ensure_future(self.write(conversation))
+        outer = asyncio.ensure_future(self.write(conversation, replayable=False))
         await asyncio.wait([started, outer], return_when=asyncio.FIRST_COMPLETED)
         if outer.done():
             outer.result()  # raises what went wrong
@@ -348,21 +367,51 @@ class SQLiteStore:
         conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, session: SqlSession, batch: list[_Unit]) -> None:
+        """Run ``batch`` in one transaction with one commit (group commit), then answer every caller.
+
+        The units run back to back first; only when one of them fails is the
+        transaction rolled back and the batch run again with a savepoint around
+        each unit, so that the failing unit alone is undone.
+        """
+        try:
+            try:
+                # A transaction() conversation talks to its caller while it runs: never run it twice.
+                replayable = all(unit.replayable for unit in batch)
+                final = self._attempt(conn, session, batch, isolate=not replayable)
+            except _UnitFailed:
+                final = self._attempt(conn, session, batch, isolate=True)
+        except BaseException as exc:  # noqa: BLE001 - the whole batch failed; tell every caller
+            final = [(unit, None, exc) for unit in batch]
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Unit, Any, BaseException | None]]] = {}
+        for item in final:
+            by_loop.setdefault(item[0].loop, []).append(item)
+        for loop, items in by_loop.items():  # one wake-up per event loop, not per unit
+            loop.call_soon_threadsafe(_resolve_all, items)
+
+    def _attempt(
+        self, conn: sqlite3.Connection, session: SqlSession, batch: list[_Unit], *, isolate: bool
+    ) -> list[tuple[_Unit, Any, BaseException | None]]:
         results: list[tuple[_Unit, Any, BaseException | None]] = []
         deferred: list[tuple[str, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for unit in batch:
                 session.deferred = []
-                conn.execute("SAVEPOINT unit")
-                try:
-                    result = unit.fn(session)
-                except BaseException as exc:  # noqa: BLE001 - delivered to the caller
-                    conn.execute("ROLLBACK TO unit")
+                if not isolate:
+                    try:
+                        result = unit.fn(session)
+                    except Exception as exc:
+                        raise _UnitFailed from exc
+                else:
+                    conn.execute("SAVEPOINT unit")
+                    try:
+                        result = unit.fn(session)
+                    except BaseException as exc:  # noqa: BLE001 - delivered to the caller
+                        conn.execute("ROLLBACK TO unit")
+                        conn.execute("RELEASE unit")
+                        results.append((unit, None, exc))
+                        continue
                     conn.execute("RELEASE unit")
-                    results.append((unit, None, exc))
-                    continue
-                conn.execute("RELEASE unit")
                 deferred.extend(session.deferred)
                 results.append((unit, result, None))
             self._run_deferred(session, deferred)
@@ -375,13 +424,14 @@ class SQLiteStore:
                         error = exc
                 final.append((unit, result, error))
             conn.execute("COMMIT")
-        except BaseException as exc:  # noqa: BLE001 - the whole batch failed; tell every caller
-            log.exception("write batch failed")
+        except BaseException as exc:
+            if not isinstance(exc, _UnitFailed):
+                log.exception("write batch failed")
+            session.deferred = []
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            final = [(unit, None, exc) for unit in batch]
-        for unit, result, error in final:
-            unit.loop.call_soon_threadsafe(_resolve, unit.future, result, error)
+            raise
+        return final
 
     async def close(self) -> None:
         if self._writer is not None:
