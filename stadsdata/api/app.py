@@ -86,11 +86,21 @@ class Api:
         self.settings = settings
         self.registry = registry
         self.service = service
+        self._bases: dict[Any, str] = {}
 
     def base_url(self, request: Request) -> str:
         if self.settings.base_url:
             return self.settings.base_url.rstrip("/")
-        return str(request.base_url).rstrip("/") + VERSION_PATH
+        scope = request.scope
+        host = next((v for k, v in scope["headers"] if k == b"host"), None)
+        server = scope.get("server")
+        key = (scope.get("scheme"), host, tuple(server) if server else None, scope.get("root_path"))
+        found = self._bases.get(key)
+        if found is None:
+            if len(self._bases) > 256:  # clients choose the Host header; keep the memo small
+                self._bases.clear()
+            found = self._bases[key] = str(request.base_url).rstrip("/") + VERSION_PATH
+        return found
 
     async def root(self, request: Request) -> Response:
         base = self.base_url(request)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Kind(StrEnum):
@@ -119,6 +120,8 @@ class Registry:
             self.types[t.name] = t
             self.sets[t.set_name] = t
         self._check()
+        self.memo: dict[str, dict[Any, Any]] = {}
+        """Derived data kept by the modules that work on the registry (parsed paths, …)."""
         self._storage = {id(rel): self._find_storage(rel) for t in self.types.values() for rel in t.relations}
 
     def __iter__(self) -> Iterator[EntityType]:

@@ -79,6 +79,17 @@ def parse_id(text: str, where: str) -> int:
 
 def parse_path(registry: Registry, path: str) -> ResourcePath:
     """Parse the part of a URL after ``/v1.1/``."""
+    memo = registry.memo.setdefault("paths", {})  # parsed paths are immutable; errors are not kept
+    found: ResourcePath | None = memo.get(path)
+    if found is None:
+        found = _parse_path(registry, path)
+        if len(memo) > 4096:
+            memo.clear()
+        memo[path] = found
+    return found
+
+
+def _parse_path(registry: Registry, path: str) -> ResourcePath:
     parts = [p for p in path.strip("/").split("/")]
     if not parts or parts == [""]:
         raise BadRequest("empty resource path")
