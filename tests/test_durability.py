@@ -161,7 +161,8 @@ def test_sigkill_loses_no_acknowledged_write(tmp_path: Path, kill_after: float) 
             no_foi = "SELECT count(*) FROM observations WHERE feature_of_interest_id IS NULL"
             assert conn.execute(no_foi).fetchone()[0] == 0
             no_location = (
-                "SELECT count(*) FROM things t WHERE NOT EXISTS (SELECT 1 FROM thing_locations l WHERE l.thing_id = t.id)"
+                "SELECT count(*) FROM things t"
+                " WHERE NOT EXISTS (SELECT 1 FROM thing_locations l WHERE l.thing_id = t.id)"
             )
             assert conn.execute(no_location).fetchone()[0] == 0
         # The Datastream's aggregate covers every stored Observation.

@@ -1,0 +1,64 @@
+"""Migrations: they build exactly the schema the code declares, and upgrades keep the data."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlalchemy
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.pool import NullPool
+
+from stadsdata.model.entities import sensing_registry
+from stadsdata.store import migrations
+from stadsdata.store.schema import build_metadata
+from stadsdata.store.sqlite import SQLiteStore
+
+
+def _engine(path: Path) -> sqlalchemy.Engine:
+    return sqlalchemy.create_engine(f"sqlite:///{path}", poolclass=NullPool)
+
+
+def test_migrations_build_the_declared_schema(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    SQLiteStore(path, sensing_registry())
+    engine = _engine(path)
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
+        diff = compare_metadata(ctx, build_metadata(sensing_registry()))
+        assert migrations.current(conn) == migrations.head()
+    engine.dispose()
+    assert diff == [], f"the migrations and the declared schema differ: {diff}"
+
+
+def test_upgrade_from_the_first_revision_keeps_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    engine = _engine(path)
+    with engine.begin() as conn:
+        migrations.upgrade(conn, "0001")
+        assert migrations.current(conn) == "0001"
+    engine.dispose()
+    with sqlite3.connect(path) as raw:
+        raw.executescript(
+            "INSERT INTO things (name, description) VALUES ('well', 'groundwater well');"
+            "INSERT INTO sensors (name, description, encoding_type, metadata_type, metadata_string)"
+            " VALUES ('s', 'd', 'text/plain', 3, 'm');"
+            "INSERT INTO observed_properties (name, definition, description) VALUES ('level', 'x', 'd');"
+        )
+    store = SQLiteStore(path, sensing_registry())  # opening migrates to the newest revision
+    assert store.schema_revision() == migrations.head()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT name FROM things").fetchall() == [("well",)]
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "multi_datastreams" in tables
+
+
+def test_opening_twice_is_a_no_op(tmp_path: Path) -> None:
+    path = tmp_path / "twice.db"
+    SQLiteStore(path, sensing_registry())
+    with sqlite3.connect(path) as raw:
+        before = raw.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
+    SQLiteStore(path, sensing_registry())
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == before
