@@ -426,7 +426,8 @@ def compare(op: str, left: Value, right: Value) -> ColumnElement[bool]:
             return and_(tag == codec.STRING, _COMPARE[op](string, right.sql))
         if right.kind == "bool":
             return and_(tag == codec.BOOL, _COMPARE[op](number, _bool_number(right)))
-        return and_(tag.in_((codec.INT, codec.FLOAT)), _COMPARE[op](number, right.sql))
+        # Not an IN list: those are rendered into the SQL text, and the statement could not be reused.
+        return and_(or_(tag == codec.INT, tag == codec.FLOAT), _COMPARE[op](number, right.sql))
     if right.kind == "interval" and left.kind != "interval":
         left, right = right, left
         op = {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge"}.get(op, op)

@@ -7,6 +7,7 @@ pieces that differ (JSON access, insert-or-ignore, how statements compile).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from sqlalchemy import MetaData, Table, bindparam, delete, func, insert, select, update
@@ -115,6 +116,7 @@ class SqlSession:
         compiler: Compiler,
         statements: dict[Any, Compiled],
         compiled: dict[Any, SQLCompiler] | None = None,
+        plans: dict[Any, Compiled] | None = None,
     ) -> None:
         self.compiled = compiled  # compiled query statements by cache key, shared by the store's sessions
         self.conn = conn
@@ -125,6 +127,7 @@ class SqlSession:
         self.compiler = compiler
         self.deferred: list[tuple[str, Any]] = []
         self._shapes: dict[tuple[str, tuple[str, ...] | None], EntityShape] = {}
+        self.plans = plans if plans is not None else {}  # compiled read plans, shared by the store's sessions
 
     # -- execution ------------------------------------------------------------------
 
@@ -156,9 +159,40 @@ class SqlSession:
 
     # -- reading plans ----------------------------------------------------------------
 
+    def _plan_statement(self, kind: str, plan: ReadPlan, build: Callable[[], ClauseElement]) -> tuple[str, list[Any]]:
+        """SQL and values for ``plan``, compiled once per plan that differs only in its first path id.
+
+        Requests repeat: the same listing of another Datastream, the same
+        entity by another id. The first step's id is a bind parameter, so all
+        of them share one compiled statement and skip building it.
+        """
+        steps = plan.steps
+        first = steps[0] if steps else None
+        override = None
+        key_plan = plan
+        if first is not None and first.id is not None:
+            override = {PARENT_ID: first.id}
+            key_plan = replace(plan, steps=(replace(first, id=0), *steps[1:]))
+        key: tuple[str, ReadPlan] | None = (kind, key_plan)
+        try:
+            found = self.plans.get(key)
+        except TypeError:  # a value in the plan that cannot be hashed: compile this one on its own
+            key, found = None, None
+        if found is None:
+            found = self._compile(build())
+            if key is not None:
+                if len(self.plans) > 2048:
+                    self.plans.clear()
+                self.plans[key] = found
+        sql, values = found
+        return sql, values(override)  # type: ignore[return-value]
+
     def read(self, plan: ReadPlan) -> Entity | Collection | None:
         shape = self.shape(plan.entity, plan.select)
-        rows = self.fetch(self.compiler.page(plan, shape.columns, plan.steps))
+        sql, values = self._plan_statement(
+            "page", plan, lambda: self.compiler.page(plan, shape.columns, plan.steps, param=True)
+        )
+        rows = self.conn.execute(sql, values).fetchall()
         items = [shape.decode(r) for r in rows]
         width = len(shape.columns)
         for item, row in zip(items, rows, strict=True):
@@ -170,7 +204,8 @@ class SqlSession:
         del items[plan.top :]
         count = None
         if plan.count:
-            count = self.scalar(self.compiler.count(plan, plan.steps))
+            sql, values = self._plan_statement("count", plan, lambda: self.compiler.count(plan, plan.steps, param=True))
+            count = self.conn.execute(sql, values).fetchone()[0]
         self._expand(plan, items)
         return Collection(items, count, more)
 

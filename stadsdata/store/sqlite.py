@@ -157,6 +157,7 @@ class SQLiteStore:
         self.max_batch = max_batch
         self._statements: dict[Any, Compiled] = {}
         self._compiled: dict[Any, Any] = {}
+        self._plans: dict[Any, Any] = {}
         self._deferred: dict[str, DeferredFn] = {}
         self._local = threading.local()
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="stadsdata-read")
@@ -184,7 +185,14 @@ class SQLiteStore:
 
     def session(self, conn: sqlite3.Connection) -> SqlSession:
         return SqlSession(
-            conn, self.registry, self.metadata, self.dialect, self.compiler, self._statements, self._compiled
+            conn,
+            self.registry,
+            self.metadata,
+            self.dialect,
+            self.compiler,
+            self._statements,
+            self._compiled,
+            self._plans,
         )
 
     def migrate(self) -> None:

@@ -1,0 +1,38 @@
+"""Compiled read plans are shared by requests that differ only in the first id of their path."""
+
+from __future__ import annotations
+
+from starlette.testclient import TestClient
+
+from tests import fixtures as f
+
+
+def _city(client: TestClient, n: int) -> None:
+    for k in range(n):
+        body = f.datastream(
+            f"ds{k}",
+            Thing=f.thing(f"t{k}", Locations=[f.location()]),
+            Sensor=f.sensor(),
+            ObservedProperty=f.observed_property(),
+        )
+        assert client.post("/v1.1/Datastreams", json=body).status_code == 201
+        for i in range(k + 2):
+            r = client.post(f"/v1.1/Datastreams({k + 1})/Observations", json={"result": k * 10 + i})
+            assert r.status_code == 201
+
+
+def test_same_shape_other_ids(client: TestClient) -> None:
+    _city(client, 3)
+    for k in (1, 2, 3, 2, 1):  # each shape is compiled once and reused with other ids, in any order
+        assert client.get(f"/v1.1/Things({k})").json()["name"] == f"t{k - 1}"
+        results = client.get(f"/v1.1/Datastreams({k})/Observations?$orderby=result").json()["value"]
+        assert [o["result"] for o in results] == [(k - 1) * 10 + i for i in range(k + 1)]
+        counted = client.get(f"/v1.1/Datastreams({k})/Observations?$count=true&$filter=result gt 10").json()
+        assert counted["@iot.count"] == len([i for i in range(k + 1) if (k - 1) * 10 + i > 10])
+        nested = client.get(f"/v1.1/Things({k})/Datastreams({k})/Observations?$top=1&$orderby=result").json()
+        assert nested["value"][0]["result"] == (k - 1) * 10
+        expanded = client.get(f"/v1.1/Things({k})?$expand=Datastreams/Observations($filter=result ge 11)").json()
+        got = [o["result"] for o in expanded["Datastreams"][0]["Observations"]]
+        assert sorted(got) == [(k - 1) * 10 + i for i in range(k + 1) if (k - 1) * 10 + i >= 11]
+    assert client.get("/v1.1/Things(2)/Datastreams(1)/Observations").status_code == 404
+    assert client.get("/v1.1/Things(9)").status_code == 404
