@@ -52,6 +52,39 @@ def _shape(entity: EntityType, select: tuple[str, ...] | None, expanded: tuple[s
     )
 
 
+_FORMAT_TEMPLATES = {
+    Kind.INSTANT: "(None if (x := v[{name!r}]) is None else _instant(x))",
+    Kind.INTERVAL: "(None if (x := v[{name!r}]) is None else _interval(x[0], x[1]))",
+    Kind.INSTANT_OR_INTERVAL: "(None if (x := v[{name!r}]) is None else "
+    "_instant(x[0]) if x[1] is None else _interval(x[0], x[1]))",
+}
+
+
+@lru_cache(maxsize=1024)
+def _writer(
+    entity: EntityType, select: tuple[str, ...] | None, expanded: tuple[str, ...], base: str
+) -> Callable[[Entity], dict[str, Any]]:
+    """A function from an entity to its JSON object (without expansions), generated once per shape and base URL.
+
+    Every entity of every response goes through it; one dict display instead of a loop per member.
+    """
+    shape = _shape(entity, select, expanded)
+    members = []
+    if shape.id:
+        members.append("'@iot.id': e.id")
+    if shape.self_link:
+        members.append("'@iot.selfLink': link")
+    for name, fmt in shape.props:
+        kind = entity.property(name).kind  # type: ignore[union-attr]
+        template = _FORMAT_TEMPLATES.get(kind, "v[{name!r}]") if fmt is not None else "v[{name!r}]"
+        members.append(f"{name!r}: " + template.format(name=name))
+    members.extend(f"{key!r}: link + {suffix!r}" for key, suffix in shape.links)
+    prefix = f"{base}/{entity.set_name}("
+    source = f"lambda e: (lambda v, link: {{{', '.join(members)}}})(e.values, {prefix!r} + str(e.id) + ')')"
+    scope = {"_instant": format_instant, "_interval": format_interval}
+    return eval(source, scope)  # type: ignore[no-any-return]  # noqa: S307 - registry names and fixed templates
+
+
 class Serializer:
     """Turns store results into response bodies; ``base`` is the service root URL (…/v1.1)."""
 
@@ -64,19 +97,11 @@ class Serializer:
 
     def entity(self, entity: EntityType, e: Entity, plan: ReadPlan | None = None) -> dict[str, Any]:
         expand = () if plan is None else plan.expand
-        shape = _shape(entity, None if plan is None else plan.select, tuple(ep.relation.name for ep in expand))
-        out: dict[str, Any] = {}
+        expanded = tuple(ep.relation.name for ep in expand) if expand else ()
+        out = _writer(entity, None if plan is None else plan.select, expanded, self.base)(e)
+        if not expand:
+            return out
         link = f"{self.base}/{entity.set_name}({e.id})"
-        if shape.id:
-            out["@iot.id"] = e.id
-        if shape.self_link:
-            out["@iot.selfLink"] = link
-        values = e.values
-        for name, fmt in shape.props:
-            v = values[name]
-            out[name] = v if v is None or fmt is None else fmt(v)
-        for key, suffix in shape.links:
-            out[key] = link + suffix
         for ep in expand:
             name = ep.relation.name
             sub = ep.plan
@@ -89,7 +114,7 @@ class Serializer:
             elif isinstance(data, Collection):
                 if data.count is not None:
                     out[f"{name}@iot.count"] = data.count
-                out[name] = [self.entity(target, item, sub) for item in data.items]
+                out[name] = self.entities(target, data.items, sub)
                 if data.more:
                     out[f"{name}@iot.nextLink"] = self._expand_next(link, name, sub)
             else:
@@ -105,9 +130,14 @@ class Serializer:
             out["@iot.count"] = data.count
         if next_link is not None:
             out["@iot.nextLink"] = next_link
-        entity = plan.entity
-        out["value"] = [self.entity(entity, e, plan) for e in data.items]
+        out["value"] = self.entities(plan.entity, data.items, plan)
         return out
+
+    def entities(self, entity: EntityType, items: list[Entity], plan: ReadPlan) -> list[dict[str, Any]]:
+        if plan.expand:
+            return [self.entity(entity, e, plan) for e in items]
+        write = _writer(entity, plan.select, (), self.base)
+        return [write(e) for e in items]
 
     def refs(self, entity: EntityType, data: Entity | Collection) -> dict[str, Any]:
         if isinstance(data, Entity):

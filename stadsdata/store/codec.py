@@ -147,27 +147,35 @@ def encode_rows(
     return columns, [encode_row(r) for r in rows]
 
 
-Decoder = Callable[[Sequence[Any]], object]
+_DECODE_TEMPLATES = {
+    Kind.STRING: "row[{i}]",
+    Kind.URI: "row[{i}]",
+    Kind.INSTANT: "row[{i}]",
+    Kind.OBJECT: "(None if row[{i}] is None else _loads(row[{i}]))",
+    Kind.ARRAY: "(None if row[{i}] is None else _loads(row[{i}]))",
+    Kind.GEOMETRY: "(None if row[{i}] is None else _loads(row[{i}]))",
+    Kind.ANY: "_any(row[{i}], row[{i1}], row[{i2}], row[{i3}])",
+    Kind.INTERVAL: "(None if row[{i}] is None else (row[{i}], row[{i1}]))",
+}
+_DECODE_DEFAULT = "(row[{i}], row[{i1}])"
 
 
-def _decoder(prop: Property, i: int) -> Decoder:
-    kind = prop.kind
-    if kind in (Kind.STRING, Kind.URI, Kind.INSTANT):
-        return lambda row: row[i]
-    if kind is Kind.OBJECT or kind is Kind.ARRAY or kind is Kind.GEOMETRY:
-        return lambda row: None if row[i] is None else orjson.loads(row[i])
-    if kind is Kind.ANY:
-        return lambda row: decode_any(row[i], row[i + 1], row[i + 2], row[i + 3])
-    if kind is Kind.INTERVAL:
-        return lambda row: None if row[i] is None else (row[i], row[i + 1])
-    return lambda row: (row[i], row[i + 1])
+def entity_decoder(
+    props: Sequence[Property], fks: Sequence[str], make: Callable[..., Any]
+) -> tuple[list[str], Callable[[Sequence[Any]], Any]]:
+    """Columns to select after ``id`` for ``props`` and then one foreign key column per name in ``fks``,
+    and a function from such a row to ``make(id, values, links)``.
 
-
-def property_decoders(props: Sequence[Property], offset: int) -> tuple[list[str], list[tuple[str, Decoder]]]:
-    """Columns to select for ``props`` (starting at row position ``offset``) and a decoder per property."""
+    Generated once per shape, so that decoding a row is one expression (reads decode every row).
+    """
     columns: list[str] = []
-    decoders: list[tuple[str, Decoder]] = []
+    parts: list[str] = []
     for prop in props:
-        decoders.append((prop.name, _decoder(prop, offset + len(columns))))
+        i = 1 + len(columns)
+        template = _DECODE_TEMPLATES.get(prop.kind, _DECODE_DEFAULT)
+        parts.append(f"{prop.name!r}: " + template.format(i=i, i1=i + 1, i2=i + 2, i3=i + 3))
         columns.extend(name for name, _ in columns_for(prop))
-    return columns, decoders
+    links = [f"{name!r}: row[{1 + len(columns) + k}]" for k, name in enumerate(fks)]
+    source = f"lambda row: _make(row[0], {{{', '.join(parts)}}}, {{{', '.join(links)}}})"
+    scope = {"_loads": orjson.loads, "_any": decode_any, "_make": make}
+    return columns, eval(source, scope)  # noqa: S307 - built from property names of the registry and fixed templates

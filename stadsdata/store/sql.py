@@ -89,19 +89,13 @@ class EntityShape:
 
     def __init__(self, registry: Registry, entity: EntityType, select_: tuple[str, ...] | None) -> None:
         props = [p for p in entity.properties if select_ is None or p.name in select_]
-        prop_cols, self.decoders = codec.property_decoders(props, 1)
         self.fks = [
             (rel.name, storage.column)
             for rel in entity.relations
             if isinstance(storage := registry.storage(rel), FkOnSource)
         ]
+        prop_cols, self.decode = codec.entity_decoder(props, [name for name, _ in self.fks], Entity)
         self.columns = ["id", *prop_cols, *(col for _, col in self.fks)]
-        self.fk_offset = 1 + len(prop_cols)
-
-    def decode(self, row: Sequence[Any]) -> Entity:
-        values = {name: dec(row) for name, dec in self.decoders}
-        links = {name: row[self.fk_offset + i] for i, (name, _) in enumerate(self.fks)}
-        return Entity(row[0], values, links)
 
 
 class SqlSession:
