@@ -1,27 +1,16 @@
-"""The embedded store: SQLite in WAL mode, one writer thread, a pool of readers.
+"""The embedded store: SQLite in WAL mode, one writer thread with group commit, a pool of readers.
 
-Writes are units of work queued to the writer, which runs every unit that is
-waiting in one transaction (each in a savepoint, so one failing unit does not
-affect the others), runs the batch's deferred work (e.g. Datastream
-aggregates, once per Datastream per batch), commits, and only then answers
-the callers. Group commit keeps a durable commit per acknowledged write while
-sustaining thousands of writes per second.
+See ``threaded`` for how writes are batched and committed; here are the
+connections (WAL, ``synchronous``, memory-mapped reads, the geometry
+functions) and the SQL that differs from other databases.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import contextvars
-import logging
-import queue
 import sqlite3
-import threading
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy
 from sqlalchemy import ColumnElement, Table, func
@@ -30,23 +19,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.pool import NullPool
 
 from stadsdata.model.entities import Registry
-from stadsdata.query.plan import ReadPlan
 from stadsdata.store import geometry, migrations
-from stadsdata.store.base import Collection, DeferredFn, Entity, Finish, Tx
-from stadsdata.store.compile import Compiler
-from stadsdata.store.schema import build_metadata
-from stadsdata.store.sql import Compiled, SqlSession
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-_STOP = object()
-_COMMIT = object()
-_ROLLBACK = object()
-
-
-class _RolledBack(Exception):
-    """Ends a transaction() conversation so that its writes are undone."""
+from stadsdata.store.threaded import ThreadedStore
 
 
 class SQLiteDialect:
@@ -102,42 +76,10 @@ class SQLiteDialect:
         return func.sd_geo_length(a)
 
 
-class _UnitFailed(Exception):
-    """A unit of an optimistic batch failed; the batch is run again with a savepoint per unit."""
-
-
-class _Unit:
-    __slots__ = ("fn", "future", "loop", "replayable")
-
-    def __init__(
-        self,
-        fn: Callable[[Tx], Any],
-        future: asyncio.Future[Any],
-        loop: asyncio.AbstractEventLoop,
-        replayable: bool = True,
-    ) -> None:
-        self.fn = fn
-        self.future = future
-        self.loop = loop
-        self.replayable = replayable
-
-
-def _resolve_all(items: list[tuple[_Unit, Any, BaseException | None]]) -> None:
-    for unit, result, error in items:
-        _resolve(unit.future, result, error)
-
-
-def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
-class SQLiteStore:
+class SQLiteStore(ThreadedStore):
     """The embedded store. ``path`` is a file; it is created and migrated on open."""
+
+    begin_write = "BEGIN IMMEDIATE"
 
     def __init__(
         self,
@@ -148,24 +90,9 @@ class SQLiteStore:
         readers: int = 4,
         max_batch: int = 512,
     ) -> None:
+        super().__init__(registry, SQLiteDialect(), readers=readers, max_batch=max_batch)
         self.path = str(path)
-        self.registry = registry
-        self.metadata = build_metadata(registry)
-        self.dialect = SQLiteDialect()
-        self.compiler = Compiler(registry, self.metadata, self.dialect)
         self.synchronous = synchronous
-        self.max_batch = max_batch
-        self._statements: dict[Any, Compiled] = {}
-        self._compiled: dict[Any, Any] = {}
-        self._plans: dict[Any, Any] = {}
-        self._deferred: dict[str, DeferredFn] = {}
-        self._local = threading.local()
-        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="stadsdata-read")
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
-        self._channel: contextvars.ContextVar[queue.SimpleQueue[Any] | None] = contextvars.ContextVar(
-            f"stadsdata-transaction-{id(self)}", default=None
-        )
         self.migrate()
 
     # -- connections -----------------------------------------------------------------
@@ -185,17 +112,8 @@ class SQLiteStore:
         geometry.register(conn)
         return conn
 
-    def session(self, conn: sqlite3.Connection) -> SqlSession:
-        return SqlSession(
-            conn,
-            self.registry,
-            self.metadata,
-            self.dialect,
-            self.compiler,
-            self._statements,
-            self._compiled,
-            self._plans,
-        )
+    def _in_transaction(self, conn: sqlite3.Connection) -> bool:
+        return conn.in_transaction
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest migration."""
@@ -214,238 +132,3 @@ class SQLiteStore:
                 return migrations.current(conn)
         finally:
             engine.dispose()
-
-    # -- reading ---------------------------------------------------------------------
-
-    def _reader_session(self) -> SqlSession:
-        session: SqlSession | None = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = self.session(self._connect(write=False))
-        return session
-
-    def _in_read_tx(self, fn: Callable[[SqlSession], T]) -> T:
-        session = self._reader_session()
-        # One snapshot for all statements of the request (page, count, expands).
-        session.conn.execute("BEGIN")
-        try:
-            return fn(session)
-        finally:
-            session.conn.execute("COMMIT")
-
-    async def read(self, plan: ReadPlan) -> Entity | Collection | None:
-        return await self.run_read(lambda s: s.read(plan))
-
-    async def run_read(self, fn: Callable[[Any], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._in_read_tx, fn)
-
-    # -- writing ---------------------------------------------------------------------
-
-    def register_deferred(self, key: str, fn: DeferredFn) -> None:
-        """Register the batch-level function that consumes ``Tx.defer(key, …)`` data."""
-        self._deferred[key] = fn
-
-    async def write(self, fn: Callable[[Tx], Any], *, replayable: bool = True) -> Any:
-        """Run ``fn`` on the writer; return its result once it is committed.
-
-        ``fn`` may run more than once (its batch is replayed when another unit
-        of it fails), so it must act only through the transaction; a unit that
-        cannot be replayed says ``replayable=False``. Inside ``transaction()``
-        the unit joins that transaction instead and its result is returned
-        before the commit.
-        """
-        channel = self._channel.get()
-        if channel is not None:
-            loop = asyncio.get_running_loop()
-            fut: asyncio.Future[Any] = loop.create_future()
-            channel.put(_Unit(fn, fut, loop))
-            return await fut
-        if self._writer is None:
-            self._writer = threading.Thread(target=self._write_loop, name="stadsdata-write", daemon=True)
-            self._writer.start()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Unit(fn, future, loop, replayable))
-        return await future
-
-    @asynccontextmanager
-    async def transaction(self, timeout: float = 60.0) -> AsyncIterator[None]:
-        """Make every ``write`` inside the block part of one transaction, committed at its end.
-
-        Used for atomic change sets of ``$batch``. The writer is held for the
-        duration, so keep the block short; it is rolled back when the block
-        raises or when no unit arrives for ``timeout`` seconds.
-        """
-        if self._channel.get() is not None:
-            raise RuntimeError("transactions do not nest")
-        ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        loop = asyncio.get_running_loop()
-        started: asyncio.Future[None] = loop.create_future()
-
-        def conversation(session: Any) -> None:
-            loop.call_soon_threadsafe(_resolve, started, None, None)
-            while True:
-                try:
-                    item = ops.get(timeout=timeout)
-                except queue.Empty:
-                    raise TimeoutError("the transaction was abandoned") from None
-                if item is _COMMIT:
-                    return
-                if item is _ROLLBACK:
-                    raise _RolledBack
-                session.conn.execute("SAVEPOINT sub")
-                try:
-                    result = item.fn(session)
-                    self._run_deferred(session, session.deferred)
-                    if isinstance(result, Finish):
-                        result = result.fn(session)
-                except BaseException as exc:  # noqa: BLE001 - delivered to the caller
-                    session.conn.execute("ROLLBACK TO sub")
-                    session.conn.execute("RELEASE sub")
-                    session.deferred.clear()
-                    item.loop.call_soon_threadsafe(_resolve, item.future, None, exc)
-                    continue
-                session.conn.execute("RELEASE sub")
-                item.loop.call_soon_threadsafe(_resolve, item.future, result, None)
-
-        outer = asyncio.ensure_future(self.write(conversation, replayable=False))
-        await asyncio.wait([started, outer], return_when=asyncio.FIRST_COMPLETED)
-        if outer.done():
-            outer.result()  # raises what went wrong
-        token = self._channel.set(ops)
-        try:
-            yield
-        except BaseException:
-            ops.put(_ROLLBACK)
-            with contextlib.suppress(_RolledBack):
-                await outer
-            raise
-        else:
-            ops.put(_COMMIT)
-            await outer
-        finally:
-            self._channel.reset(token)
-
-    def write_sync(self, fn: Callable[[Tx], T]) -> T:
-        """Run ``fn`` in a transaction of its own on a new connection (CLI, tests; not while serving)."""
-        conn = self._connect(write=True)
-        try:
-            session = self.session(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(session)
-                self._run_deferred(session, session.deferred)
-                if isinstance(result, Finish):
-                    result = result.fn(session)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return result
-        finally:
-            conn.close()
-
-    def _run_deferred(self, session: SqlSession, items: list[tuple[str, Any]]) -> None:
-        grouped: dict[str, list[Any]] = {}
-        for key, data in items:
-            grouped.setdefault(key, []).append(data)
-        for key, data_list in grouped.items():
-            self._deferred[key](session, data_list)
-        items.clear()
-
-    def _write_loop(self) -> None:
-        conn = self._connect(write=True)
-        session = self.session(conn)
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            batch = [first]
-            stop = False
-            while len(batch) < self.max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    break
-                batch.append(nxt)
-            self._run_batch(conn, session, batch)
-            if stop:
-                break
-        conn.close()
-
-    def _run_batch(self, conn: sqlite3.Connection, session: SqlSession, batch: list[_Unit]) -> None:
-        """Run ``batch`` in one transaction with one commit (group commit), then answer every caller.
-
-        The units run back to back first; only when one of them fails is the
-        transaction rolled back and the batch run again with a savepoint around
-        each unit, so that the failing unit alone is undone.
-        """
-        try:
-            try:
-                # A transaction() conversation talks to its caller while it runs: never run it twice.
-                replayable = all(unit.replayable for unit in batch)
-                final = self._attempt(conn, session, batch, isolate=not replayable)
-            except _UnitFailed:
-                final = self._attempt(conn, session, batch, isolate=True)
-        except BaseException as exc:  # noqa: BLE001 - the whole batch failed; tell every caller
-            final = [(unit, None, exc) for unit in batch]
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Unit, Any, BaseException | None]]] = {}
-        for item in final:
-            by_loop.setdefault(item[0].loop, []).append(item)
-        for loop, items in by_loop.items():  # one wake-up per event loop, not per unit
-            loop.call_soon_threadsafe(_resolve_all, items)
-
-    def _attempt(
-        self, conn: sqlite3.Connection, session: SqlSession, batch: list[_Unit], *, isolate: bool
-    ) -> list[tuple[_Unit, Any, BaseException | None]]:
-        results: list[tuple[_Unit, Any, BaseException | None]] = []
-        deferred: list[tuple[str, Any]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for unit in batch:
-                session.deferred = []
-                if not isolate:
-                    try:
-                        result = unit.fn(session)
-                    except Exception as exc:
-                        raise _UnitFailed from exc
-                else:
-                    conn.execute("SAVEPOINT unit")
-                    try:
-                        result = unit.fn(session)
-                    except BaseException as exc:  # noqa: BLE001 - delivered to the caller
-                        conn.execute("ROLLBACK TO unit")
-                        conn.execute("RELEASE unit")
-                        results.append((unit, None, exc))
-                        continue
-                    conn.execute("RELEASE unit")
-                deferred.extend(session.deferred)
-                results.append((unit, result, None))
-            self._run_deferred(session, deferred)
-            final: list[tuple[_Unit, Any, BaseException | None]] = []
-            for unit, result, error in results:
-                if error is None and isinstance(result, Finish):
-                    try:
-                        result = result.fn(session)
-                    except BaseException as exc:  # noqa: BLE001
-                        error = exc
-                final.append((unit, result, error))
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if not isinstance(exc, _UnitFailed):
-                log.exception("write batch failed")
-            session.deferred = []
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return final
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            self._queue.put(_STOP)
-            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
-            self._writer = None
-        self._readers.shutdown(wait=True)
