@@ -24,7 +24,8 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
         "--db",
         default=Settings.db,
         metavar="PATH",
-        help="SQLite database file; created and migrated when needed (default: %(default)s)",
+        help="the database: a SQLite file, or a PostgreSQL URL postgresql://user:password@host:port/name "
+        "(PostGIS installed); created or migrated when needed (default: %(default)s)",
     )
 
 
@@ -106,7 +107,7 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     print(
         f"stadsdata {__version__}: SensorThings API at http://{settings.host}:{settings.port}/v1.1 "
-        f"(database {settings.db})",
+        f"(database {redact(settings.db)})",
         file=sys.stderr,
         flush=True,
     )
@@ -114,12 +115,25 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def redact(db: str) -> str:
+    """A database location fit for printing: the password of a URL masked."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" not in db:
+        return db
+    parts = urlsplit(db)
+    if parts.password is None:
+        return db
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def db_upgrade(args: argparse.Namespace) -> int:
     from stadsdata.model.entities import sensing_registry
-    from stadsdata.store.sqlite import SQLiteStore
+    from stadsdata.store import open_store
 
-    store = SQLiteStore(args.db, sensing_registry())
-    print(f"{args.db}: schema at revision {store.schema_revision()}")
+    store = open_store(args.db, sensing_registry())
+    print(f"{redact(args.db)}: schema at revision {store.schema_revision()}")
     return 0
 
 

@@ -36,8 +36,8 @@ from stadsdata.query.path import ResourcePath, parse_path
 from stadsdata.query.plan import Paging
 from stadsdata.service import Service
 from stadsdata.settings import Settings
+from stadsdata.store import open_store
 from stadsdata.store.base import Collection, Entity
-from stadsdata.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """The application for ``settings``; opens (and migrates) the store."""
     settings = settings or Settings()
     registry = sensing_registry()
-    store = SQLiteStore(settings.db, registry, synchronous=settings.synchronous)
+    store = open_store(settings.db, registry, synchronous=settings.synchronous)
     service = Service(registry, store, Paging(settings.default_top, settings.max_top))
     api = Api(settings, registry, service)
 

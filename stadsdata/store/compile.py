@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 import shapely.errors
@@ -47,7 +48,18 @@ PARENT_ID = "parent_id"
 class SqlDialect(Protocol):
     """What differs between the SQL stores' query text."""
 
+    bbox_prefilter: bool
+    """Whether geometry predicates should first compare the bounding-box columns."""
+
     def json_member(self, column: ColumnElement[Any], keys: Sequence[str]) -> ColumnElement[Any]: ...
+
+    def json_as(self, member: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
+        """A JSON member as ``kind``: text, number, string or bool (NULL when it holds another type)."""
+        ...
+
+    def index_of(self, text: ColumnElement[Any], part: ColumnElement[Any]) -> ColumnElement[Any]:
+        """1-based position of ``part`` in ``text``, 0 when absent."""
+        ...
 
     def order(self, column: ColumnElement[Any], descending: bool) -> ColumnElement[Any]:
         """An ORDER BY term with nulls first when ascending and last when descending."""
@@ -280,7 +292,8 @@ class Compiler:
                 base = (
                     table.c[prop.column] if prop.kind in (Kind.OBJECT, Kind.ARRAY) else table.c[f"{prop.column}_json"]
                 )
-                return Value("json", self.dialect.json_member(base, resolved.json_keys))
+                member = self.dialect.json_member(base, resolved.json_keys)
+                return Value("json", member, as_type=partial(self.dialect.json_as, member))
             cols = [table.c[name] for name, _ in columns_for(prop)]
             kind = prop.kind
             if kind in (Kind.STRING, Kind.URI):
@@ -371,7 +384,9 @@ def _pos(expr: Expr) -> int:
 
 
 def _number(value: Value, expr: Expr) -> ColumnElement[Any]:
-    if value.kind in ("number", "json", "time"):
+    if value.kind == "json":
+        return value.typed("number")
+    if value.kind in ("number", "time"):
         return value.sql
     if value.kind == "any":
         return value.cols[1]
@@ -415,6 +430,10 @@ def literal_value(lit: Literal) -> Value:
 
 def compare(op: str, left: Value, right: Value) -> ColumnElement[bool]:
     """Compare two typed operands with the standard's semantics for intervals and typed results."""
+    if left.kind == "json" and right.kind in ("number", "string", "bool"):
+        left = Value(right.kind, left.typed(right.kind))
+    elif right.kind == "json" and left.kind in ("number", "string", "bool"):
+        right = Value(left.kind, right.typed(left.kind))
     if left.kind == "any" or right.kind == "any":
         if right.kind == "any" and left.kind != "any":
             left, right = right, left

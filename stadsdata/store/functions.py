@@ -50,6 +50,11 @@ class Value:
     end: ColumnElement[Any] | None = None
     cols: tuple[ColumnElement[Any], ...] = ()
     bounds: tuple[float, float, float, float] | None = None  # of a geometry literal
+    as_type: Callable[[str], ColumnElement[Any]] | None = None  # of a JSON member: as text, number, string, bool
+
+    def typed(self, kind: str) -> ColumnElement[Any]:
+        """This JSON member as ``kind`` (see ``SqlDialect.json_as``); other values as they are."""
+        return self.as_type(kind) if self.as_type is not None else self.sql
 
 
 def _error(call: Call, message: str) -> QuerySyntaxError:
@@ -57,7 +62,9 @@ def _error(call: Call, message: str) -> QuerySyntaxError:
 
 
 def _string(call: Call, v: Value) -> ColumnElement[Any]:
-    if v.kind in ("string", "json"):
+    if v.kind == "json":
+        return v.typed("text")
+    if v.kind == "string":
         return v.sql
     if v.kind == "any":
         return v.cols[2]
@@ -65,7 +72,9 @@ def _string(call: Call, v: Value) -> ColumnElement[Any]:
 
 
 def _number(call: Call, v: Value) -> ColumnElement[Any]:
-    if v.kind in ("number", "json"):
+    if v.kind == "json":
+        return v.typed("number")
+    if v.kind == "number":
         return v.sql
     if v.kind == "any":
         return v.cols[1]
@@ -93,7 +102,7 @@ def compile_call(call: Call, args: list[Value], dialect: Any) -> Value:
     name = call.name
     a = args
     if name == "substringof":
-        return Value("bool", func.instr(_string(call, a[1]), _string(call, a[0])) > 0)
+        return Value("bool", dialect.index_of(_string(call, a[1]), _string(call, a[0])) > 0)
     if name == "startswith":
         s, p = _string(call, a[0]), _string(call, a[1])
         return Value("bool", func.substr(s, 1, func.length(p)) == p)
@@ -105,7 +114,7 @@ def compile_call(call: Call, args: list[Value], dialect: Any) -> Value:
     if name == "length":
         return Value("number", func.length(_string(call, a[0])))
     if name == "indexof":
-        return Value("number", func.instr(_string(call, a[0]), _string(call, a[1])) - 1)
+        return Value("number", dialect.index_of(_string(call, a[0]), _string(call, a[1])) - 1)
     if name == "substring":
         s = _string(call, a[0])
         start = _number(call, a[1]) + 1
@@ -160,7 +169,7 @@ def _geometry(call: Call, v: Value) -> ColumnElement[Any]:
 
 def _geo_predicate(call: Call, predicate: str, a: Value, b: Value, dialect: Any) -> Value:
     cond = dialect.geo_predicate(predicate, _geometry(call, a), _geometry(call, b))
-    if predicate in _BBOX_PREFILTER:
+    if predicate in _BBOX_PREFILTER and dialect.bbox_prefilter:
         boxes = [v.cols[1:5] if len(v.cols) == 5 else None for v in (a, b)]
         bounds = [v.bounds for v in (a, b)]
         for box, other in ((boxes[0], bounds[1]), (boxes[1], bounds[0])):

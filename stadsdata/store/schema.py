@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Computed,
     Float,
     ForeignKey,
     Index,
@@ -22,24 +23,47 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.types import TypeEngine, UserDefinedType
 
 from stadsdata.model.entities import EntityType, FkOnSource, Kind, Property, Registry
 
 # Row ids are 64-bit; SQLite needs the INTEGER spelling to make the column an alias of rowid.
 Id: TypeEngine[Any] = BigInteger().with_variant(Integer(), "sqlite")
+# Text compares and sorts by code point on every database (SQLite's BINARY, PostgreSQL's "C"),
+# so that results do not depend on a server's locale.
+String: TypeEngine[Any] = Text().with_variant(Text(collation="C"), "postgresql")
+
+
+class Geometry(UserDefinedType[Any]):
+    """PostGIS ``geometry`` in WGS 84 (only on PostgreSQL)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "geometry(Geometry,4326)"
+
+
+def geometry_expression(column: str) -> str:
+    """SQL for the PostGIS geometry of a GeoJSON text column (a geometry or a Feature)."""
+    doc = f"({column})::jsonb"
+    return (
+        f"ST_SetSRID(ST_GeomFromGeoJSON(CASE WHEN {doc} ->> 'type' = 'Feature' "
+        f"THEN {doc} -> 'geometry' ELSE {doc} END), 4326)"
+    )
 
 
 def columns_for(prop: Property) -> list[tuple[str, TypeEngine[Any]]]:
     """The (column name, type) pairs that hold one property."""
     c = prop.column
     kind = prop.kind
-    if kind in (Kind.STRING, Kind.URI, Kind.OBJECT, Kind.ARRAY):
+    if kind in (Kind.STRING, Kind.URI):
+        return [(c, String)]
+    if kind in (Kind.OBJECT, Kind.ARRAY):
         return [(c, Text())]
     if kind is Kind.ANY:
         # Typed columns so that filters and aggregates on numbers use a REAL
         # column and an index, while any JSON value still round-trips.
-        return [(f"{c}_type", SmallInteger()), (f"{c}_number", Float()), (f"{c}_string", Text()), (f"{c}_json", Text())]
+        return [(f"{c}_type", SmallInteger()), (f"{c}_number", Float()), (f"{c}_string", String), (f"{c}_json", Text())]
     if kind is Kind.GEOMETRY:
         return [(c, Text())] + [(f"{c}_{b}", Float()) for b in ("minx", "miny", "maxx", "maxy")]
     if kind is Kind.INSTANT:
@@ -78,7 +102,13 @@ def _not_null(prop: Property, name: str) -> bool:
     return prop.kind is not Kind.INTERVAL
 
 
-def build_metadata(registry: Registry) -> MetaData:
+def build_metadata(registry: Registry, dialect: str = "sqlite") -> MetaData:
+    """The tables of ``registry`` on ``dialect`` ("sqlite" or "postgresql").
+
+    On PostgreSQL each geometry property also gets a PostGIS column computed
+    from its GeoJSON (``<column>_geom``) with a GiST index, for the geo
+    functions of ``$filter``.
+    """
     # Named constraints, so that migrations can refer to them on every database.
     meta = MetaData(naming_convention={"fk": "fk_%(table_name)s_%(column_0_name)s", "pk": "pk_%(table_name)s"})
     for entity in registry:
@@ -104,6 +134,12 @@ def build_metadata(registry: Registry) -> MetaData:
             if storage.column not in indexed:
                 indexes.append(Index(f"ix_{entity.table}_{storage.column}", storage.column))
         cols.extend(c._copy() for c in _EXTRA_COLUMNS.get(entity.table, []))
+        if dialect == "postgresql":
+            for prop in entity.properties:
+                if prop.kind is Kind.GEOMETRY:
+                    geom = f"{prop.column}_geom"
+                    cols.append(Column(geom, Geometry(), Computed(geometry_expression(prop.column), persisted=True)))
+                    indexes.append(Index(f"ix_{entity.table}_{geom}", geom, postgresql_using="gist"))
         table = Table(entity.table, meta, *cols, *indexes, sqlite_autoincrement=True)
         for ix_name, ix_cols in _EXTRA_INDEXES.get(entity.table, []):
             if all(c in table.c for c in ix_cols):

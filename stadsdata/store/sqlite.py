@@ -30,6 +30,14 @@ class SQLiteDialect:
         path = "$" + "".join('."' + k.replace('"', '""') + '"' for k in keys)
         return func.json_extract(column, path)
 
+    bbox_prefilter = True  # geometry predicates are Python functions: test the bounding boxes first
+
+    def json_as(self, member: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
+        return member  # json_extract gives SQL values of the member's own type
+
+    def index_of(self, text: ColumnElement[Any], part: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.instr(text, part)
+
     def order(self, column: ColumnElement[Any], descending: bool) -> ColumnElement[Any]:
         # SQLite's own null order already is: first when ascending, last when descending.
         return column.desc() if descending else column.asc()

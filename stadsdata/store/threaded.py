@@ -92,9 +92,10 @@ class ThreadedStore:
         *,
         readers: int = 4,
         max_batch: int = 512,
+        dialect_name: str = "sqlite",
     ) -> None:
         self.registry = registry
-        self.metadata = build_metadata(registry)
+        self.metadata = build_metadata(registry, dialect_name)
         self.dialect = dialect
         self.compiler = Compiler(registry, self.metadata, self.dialect)
         self.max_batch = max_batch
@@ -103,6 +104,8 @@ class ThreadedStore:
         self._plans: dict[Any, Any] = {}
         self._deferred: dict[str, DeferredFn] = {}
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._reader_connections: list[Any] = []
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="stadsdata-read")
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -143,7 +146,10 @@ class ThreadedStore:
     def _reader_session(self) -> SqlSession:
         session: SqlSession | None = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = self.session(self._connect(write=False))
+            conn = self._connect(write=False)
+            with self._lock:
+                self._reader_connections.append(conn)
+            session = self._local.session = self.session(conn)
         return session
 
     def _in_read_tx(self, fn: Callable[[SqlSession], T]) -> T:
@@ -372,3 +378,7 @@ class ThreadedStore:
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
             self._writer = None
         self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._reader_connections:
+                conn.close()
+            self._reader_connections.clear()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
+import pytest
 import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -12,8 +16,10 @@ from sqlalchemy.pool import NullPool
 
 from stadsdata.model.entities import sensing_registry
 from stadsdata.store import migrations
+from stadsdata.store.postgres import PostgresStore, sqlalchemy_url
 from stadsdata.store.schema import build_metadata
 from stadsdata.store.sqlite import SQLiteStore
+from tests.conftest import POSTGRES
 
 
 def _engine(path: Path) -> sqlalchemy.Engine:
@@ -62,3 +68,49 @@ def test_opening_twice_is_a_no_op(tmp_path: Path) -> None:
     SQLiteStore(path, sensing_registry())
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == before
+
+
+@pytest.fixture
+def scratch_postgres() -> Iterator[str]:
+    """An empty PostgreSQL database of its own."""
+    if POSTGRES is None:
+        pytest.skip("STADSDATA_TEST_POSTGRES is not set (scripts/test.sh sets it)")
+    name = f"stadsdata_migrations_{os.getpid()}"
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE template0")
+    yield POSTGRES.rpartition("/")[0] + "/" + name
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.mark.filterwarnings("ignore:Did not recognize type .geometry.")
+def test_postgres_migrations_build_the_declared_schema(scratch_postgres: str) -> None:
+    PostgresStore(scratch_postgres, sensing_registry())
+    engine = sqlalchemy.create_engine(sqlalchemy_url(scratch_postgres), poolclass=NullPool)
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
+        diff = [
+            d
+            for d in compare_metadata(ctx, build_metadata(sensing_registry(), "postgresql"))
+            if not (d[0] == "remove_table" and d[1].name == "spatial_ref_sys")  # PostGIS's own table
+        ]
+    engine.dispose()
+    assert diff == [], f"the migrations and the declared schema differ: {diff}"
+
+
+def test_postgres_upgrade_from_the_first_revision_keeps_data(scratch_postgres: str) -> None:
+    engine = sqlalchemy.create_engine(sqlalchemy_url(scratch_postgres), poolclass=NullPool)
+    with engine.begin() as conn:
+        migrations.upgrade(conn, "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO locations (name, description, encoding_type, location, location_minx, location_miny,"
+            " location_maxx, location_maxy) VALUES ('Roombeek', 'well', 'application/geo+json',"
+            ' \'{"type": "Point", "coordinates": [6.89, 52.22]}\', 6.89, 52.22, 6.89, 52.22)'
+        )
+    engine.dispose()
+    store = PostgresStore(scratch_postgres, sensing_registry())
+    assert store.schema_revision() == migrations.head()
+    with psycopg.connect(scratch_postgres) as conn:
+        row = conn.execute("SELECT name, ST_AsText(location_geom) FROM locations").fetchone()
+    assert row == ("Roombeek", "POINT(6.89 52.22)")

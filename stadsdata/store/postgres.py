@@ -1,0 +1,143 @@
+"""The production store: PostgreSQL with PostGIS, through psycopg 3.
+
+The same writer (group commit) and readers as the embedded store (see
+``threaded``), on connections to a PostgreSQL server. What differs is the SQL
+of a few functions, null ordering, JSON access, geometry (PostGIS columns
+computed from the GeoJSON, with GiST indexes) and the bulk path (COPY).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import sqlalchemy
+from psycopg.types.string import TextLoader
+from sqlalchemy import ColumnElement, Table, cast, func
+from sqlalchemy.dialects import postgresql as sa_pg
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from sqlalchemy.engine import Dialect
+from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.elements import ColumnClause
+
+from stadsdata.model.entities import Registry
+from stadsdata.store import migrations
+from stadsdata.store.threaded import ThreadedStore
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """The SQLAlchemy URL for a ``postgresql://`` DSN (with the psycopg 3 driver)."""
+    scheme, rest = dsn.split("://", 1)
+    return f"postgresql+psycopg://{rest}" if scheme in ("postgresql", "postgres") else dsn
+
+
+class PostgresDialect:
+    sa_dialect: Dialect = PGDialect_psycopg()  # type: ignore[no-untyped-call]
+    bbox_prefilter = False  # the GiST index on the geometry columns does that
+
+    def json_member(self, column: ColumnElement[Any], keys: Sequence[str]) -> ColumnElement[Any]:
+        return cast(column, JSONB)[list(keys)]
+
+    def json_as(self, member: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
+        """A JSON member as ``kind``: text (any value, as text), or number, string, bool (NULL when it is not)."""
+        text = member.astext
+        if kind == "text":
+            return text  # type: ignore[no-any-return]
+        json_type = {"number": "number", "string": "string", "bool": "boolean"}[kind]
+        value = {"number": cast(text, sqlalchemy.Float), "string": text, "bool": cast(text, sqlalchemy.Boolean)}[kind]
+        return sqlalchemy.case((func.jsonb_typeof(member) == json_type, value), else_=None)
+
+    def order(self, column: ColumnElement[Any], descending: bool) -> ColumnElement[Any]:
+        return column.desc().nulls_last() if descending else column.asc().nulls_first()
+
+    def index_of(self, text: ColumnElement[Any], part: ColumnElement[Any]) -> ColumnElement[Any]:
+        """1-based position of ``part`` in ``text``, 0 when absent."""
+        return func.strpos(text, part)
+
+    def insert_ignore(self, table: Table) -> Any:
+        return sa_pg.insert(table).on_conflict_do_nothing()
+
+    def bulk_insert(
+        self, conn: Any, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> list[int]:
+        """COPY the rows in, with ids taken from the table's sequence beforehand."""
+        if not rows:
+            return []
+        seq = conn.execute("SELECT pg_get_serial_sequence(%s, 'id')", (table.name,)).fetchone()[0]
+        ids = [
+            r[0] for r in conn.execute("SELECT nextval(%s) FROM generate_series(1, %s)", (seq, len(rows))).fetchall()
+        ]
+        names = ", ".join(f'"{c}"' for c in ("id", *columns))
+        with conn.cursor() as cur, cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+            for new_id, row in zip(ids, rows, strict=True):
+                copy.write_row((new_id, *row))
+        return ids
+
+    def time_part(self, micros: ColumnElement[Any], part: str) -> ColumnElement[Any]:
+        stamp = func.timezone("UTC", func.to_timestamp(micros / 1_000_000.0))
+        if part == "second":
+            return cast(func.floor(func.date_part(part, stamp)), sqlalchemy.Integer)
+        return cast(func.date_part(part, stamp), sqlalchemy.Integer)
+
+    @staticmethod
+    def _geom(value: ColumnElement[Any]) -> ColumnElement[Any]:
+        if isinstance(value, ColumnClause) and value.table is not None:
+            return value.table.c[f"{value.name}_geom"]
+        return func.ST_GeomFromText(value, 4326)
+
+    def geo_predicate(self, predicate: str, a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[bool]:
+        fn = getattr(func, f"ST_{predicate.capitalize()}")
+        return fn(self._geom(a), self._geom(b))  # type: ignore[no-any-return]
+
+    def geo_relate(
+        self, a: ColumnElement[Any], b: ColumnElement[Any], pattern: ColumnElement[Any]
+    ) -> ColumnElement[bool]:
+        return func.ST_Relate(self._geom(a), self._geom(b), pattern)
+
+    def geo_distance(self, a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.ST_Distance(self._geom(a), self._geom(b))
+
+    def geo_length(self, a: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.ST_Length(self._geom(a))
+
+
+class PostgresStore(ThreadedStore):
+    """The PostgreSQL store; ``dsn`` is a ``postgresql://user:password@host:port/database`` URL."""
+
+    begin_read = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+    def __init__(self, dsn: str, registry: Registry, *, readers: int = 4, max_batch: int = 512) -> None:
+        super().__init__(registry, PostgresDialect(), readers=readers, max_batch=max_batch, dialect_name="postgresql")
+        self.dsn = dsn
+        self.migrate()
+
+    def _connect(self, *, write: bool) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self.dsn, autocommit=True)
+        # JSON columns are read as their text, as from SQLite; the codec parses them.
+        conn.adapters.register_loader("jsonb", TextLoader)
+        conn.adapters.register_loader("json", TextLoader)
+        return conn
+
+    def _in_transaction(self, conn: psycopg.Connection[Any]) -> bool:
+        return conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+    def _engine(self) -> sqlalchemy.Engine:
+        return sqlalchemy.create_engine(sqlalchemy_url(self.dsn), poolclass=NullPool)
+
+    def migrate(self) -> None:
+        engine = self._engine()
+        try:
+            with engine.begin() as conn:
+                migrations.upgrade(conn)
+        finally:
+            engine.dispose()
+
+    def schema_revision(self) -> str | None:
+        engine = self._engine()
+        try:
+            with engine.connect() as conn:
+                return migrations.current(conn)
+        finally:
+            engine.dispose()
