@@ -536,7 +536,7 @@ def test_post_under_missing_parent_is_404(seeded: TestClient) -> None:
 def test_bad_reference_requests(
     seeded: TestClient, method: str, path: str, body: object, status: int, needle: str
 ) -> None:
-    request = {} if body is None else {"json": body}
+    request: dict[str, Any] = {} if body is None else {"json": body}
     rejected(seeded, method, path, status, needle, **request)
     assert seeded.get(f"{V}/Things(1)/Locations/$ref").json()["value"][0]["@iot.selfLink"].endswith("Locations(1)")
 
@@ -553,7 +553,7 @@ BAD_ID_REQUESTS = [("GET", p) for p in BAD_IDS] + [
 
 @pytest.mark.parametrize(("method", "path"), BAD_ID_REQUESTS)
 def test_malformed_id_in_path_is_400(seeded: TestClient, method: str, path: str) -> None:
-    request = {} if method in ("GET", "DELETE") else {"json": {"name": "x"}}
+    request: dict[str, Any] = {} if method in ("GET", "DELETE") else {"json": {"name": "x"}}
     rejected(seeded, method, "/" + path, 400, "not a valid id", field="Things", **request)
 
 
@@ -572,7 +572,7 @@ def test_unknown_id_is_404(seeded: TestClient, path: str) -> None:
 
 @pytest.mark.parametrize("method", ["PATCH", "PUT", "DELETE"])
 def test_write_to_unknown_id_is_404_and_changes_nothing(seeded: TestClient, method: str) -> None:
-    request = {} if method == "DELETE" else {"json": valid_body("Things")}
+    request: dict[str, Any] = {} if method == "DELETE" else {"json": valid_body("Things")}
     rejected(seeded, method, "/Things(999)", 404, "999", **request)
 
 
@@ -606,7 +606,7 @@ def test_bad_path(seeded: TestClient, path: str, status: int, needle: str) -> No
 @pytest.mark.parametrize("method", ["POST", "PATCH", "PUT", "DELETE"])
 def test_writes_to_bad_paths_are_4xx_and_change_nothing(seeded: TestClient, method: str, path: str) -> None:
     before = counts(seeded)
-    request = {} if method == "DELETE" else {"json": valid_body("Things")}
+    request: dict[str, Any] = {} if method == "DELETE" else {"json": valid_body("Things")}
     r = seeded.request(method, f"{V}/{path}", **request)
     assert_error(r, r.status_code)
     assert r.status_code in (400, 404, 405)

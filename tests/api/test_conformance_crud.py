@@ -265,7 +265,7 @@ def test_nested_link_to_missing_id_is_400(client: TestClient) -> None:
 def test_datastream_without_mandatory_relation_is_400(client: TestClient, missing: str) -> None:
     """req/create-update-delete/create-entity: a Datastream needs its Thing, Sensor and ObservedProperty."""
     setup_thing(client)
-    links = {"Thing": {"@iot.id": 1}, "Sensor": {"@iot.id": 1}, "ObservedProperty": {"@iot.id": 1}}
+    links: dict[str, Any] = {"Thing": {"@iot.id": 1}, "Sensor": {"@iot.id": 1}, "ObservedProperty": {"@iot.id": 1}}
     del links[missing]
     before = counts(client)
     r = client.post(url("Datastreams"), json=f.datastream(**links))

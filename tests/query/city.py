@@ -253,7 +253,7 @@ def observation_defs() -> list[ObsDef]:
         s = T0 + 30 * MINUTE + i * 2 * HOUR
         obs.append(ObsDef("count Oldenzaalsestraat", s, s + 2 * HOUR, i * 23 % 60))
     for i in range(20):
-        result = {"level": i % 5, "direction": "in" if i % 2 == 0 else "out", "ok": i % 4 != 3}
+        result: dict[str, Any] = {"level": i % 5, "direction": "in" if i % 2 == 0 else "out", "ok": i % 4 != 3}
         if i == 7:
             result["level"] = 2.5
         obs.append(ObsDef("flow Oldenzaalsestraat", T0 + i * 3 * HOUR, None, result))
@@ -314,8 +314,8 @@ def build_city(client: TestClient) -> City:
         )
         city.sensors[name] = doc["@iot.id"]
     for name in OBSERVED_PROPERTIES:
-        body = {"name": name, "definition": f"https://example.org/{name.replace(' ', '_')}", "description": name}
-        city.observed_properties[name] = _check(client.post(f"{BASE}/ObservedProperties", json=body))["@iot.id"]
+        op_body = {"name": name, "definition": f"https://example.org/{name.replace(' ', '_')}", "description": name}
+        city.observed_properties[name] = _check(client.post(f"{BASE}/ObservedProperties", json=op_body))["@iot.id"]
 
     by_ds: dict[str, list[ObsDef]] = {}
     for o in city.observations:
@@ -366,8 +366,8 @@ def build_city(client: TestClient) -> City:
     # Single POSTs, then one CreateObservations request with a dataArray per Datastream.
     for o in city.observations:
         if o.how == "post":
-            body = {**_obs_body(o), "Datastream": {"@iot.id": city.datastreams[o.ds]}}
-            _check(client.post(f"{BASE}/Observations", json=body))
+            obs_body = {**_obs_body(o), "Datastream": {"@iot.id": city.datastreams[o.ds]}}
+            _check(client.post(f"{BASE}/Observations", json=obs_body))
     components = ["phenomenonTime", "result", "resultTime", "validTime", "parameters"]
     groups = []
     for name, items in by_ds.items():

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -149,7 +149,8 @@ def _call(name: str, args: list[Any], o: ObsDef) -> Any:
     if name in ("round", "floor", "ceiling"):
         if not _num(args[0]):
             return None
-        return {"round": _round, "floor": math.floor, "ceiling": math.ceil}[name](args[0])
+        rounding: dict[str, Callable[[Any], Any]] = {"round": _round, "floor": math.floor, "ceiling": math.ceil}
+        return rounding[name](args[0])
     if not all(isinstance(a, (str, int)) and not isinstance(a, bool) for a in args) or not isinstance(args[0], str):
         return None  # a string function on a result that is not a string
     s = args[0]

@@ -25,7 +25,7 @@ def _setup(tmp_path: Path) -> tuple[Service, SQLiteStore]:
 
 async def _count(service: Service, set_path: str) -> int:
     result = await service.read(parse_path(service.registry, set_path), parse_options({"$count": "true", "$top": "0"}))
-    return int(result.data.count)  # type: ignore[union-attr]
+    return int(result.data.count)  # type: ignore[union-attr,arg-type]
 
 
 def test_failing_units_undo_only_themselves(tmp_path: Path) -> None:
