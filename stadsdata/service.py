@@ -104,7 +104,7 @@ class Service:
         if not path.is_collection or path.property is not None:
             raise MethodNotAllowed(
                 f"POST creates entities in a collection; {path.text()} is not a collection",
-                allow=("GET", "PATCH", "PUT", "DELETE"),
+                allow=path.methods,
             )
         inp = parse_entity(self.registry, path.target, body, "create")
 
@@ -127,7 +127,7 @@ class Service:
             raise MethodNotAllowed(
                 f"{mode.upper() if mode != 'json-patch' else 'PATCH'} changes one entity; "
                 f"{path.text()} is not an entity",
-                allow=("GET", "POST"),
+                allow=path.methods,
             )
         entity = path.target
         inp = None if mode == "json-patch" else parse_entity(self.registry, entity, body, mode)
@@ -150,7 +150,7 @@ class Service:
         if path.is_collection or path.property is not None:
             raise MethodNotAllowed(
                 f"DELETE removes one entity, as in {path.target.set_name}(1); {path.text()} is not an entity",
-                allow=("GET", "POST"),
+                allow=path.methods,
             )
 
         def unit(tx: Tx) -> None:
@@ -188,8 +188,9 @@ class Service:
         owner_path = ResourcePath(path.segments[:-1])
         storage = self.registry.storage(rel)
         inverse = self.registry.inverse(rel)
-        if isinstance(storage, FkOnSource) and rel.required:
-            owner, needed = owner_path.target.name, rel.name
+        if isinstance(storage, FkOnSource) and (rel.required or rel.one_of):
+            alternatives = [r.name for r in owner_path.target.relations if rel.one_of and r.one_of == rel.one_of]
+            owner, needed = owner_path.target.name, " or ".join(alternatives) or rel.name
         elif isinstance(storage, FkOnTarget) and inverse.required:
             owner, needed = seg.entity.name, inverse.name
         else:
@@ -360,7 +361,7 @@ class _Writer:
         """Link ``id_`` to ``target_ids`` through ``rel``, applying the Thing–Location rule."""
         tx = self.tx
         if entity is THING and rel.name == "Locations":
-            self.rules.set_thing_locations(tx, id_, target_ids, self.now)
+            self.rules.set_thing_locations(tx, id_, target_ids, self.now, replace=replace)
             return
         if entity is LOCATION and rel.name == "Things":
             for thing in target_ids:
@@ -468,7 +469,7 @@ def parse_ref_body(registry: Registry, body: object, target: EntityType, base_ur
         rest = link[len(base_url) :] if link.startswith(base_url) else link.rsplit("/", 1)[-1]
         ref = parse_path(registry, rest)
         last: Segment = ref.segments[-1]
-        if last.entity is not target or last.id is None or len(ref.segments) != 1:
+        if last.entity is not target or last.id is None or len(ref.segments) != 1 or ref.property or ref.ref:
             raise ValidationError(f"@iot.selfLink must point to one {target.name}", field="@iot.selfLink")
         return last.id
     raise ValidationError('a reference needs "@iot.id" or "@iot.selfLink"', field="body")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -45,12 +45,16 @@ VERSION_PATH = "/v1.1"
 CONFORMANCE = (
     "http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities",
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/request-data",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/create-update-delete",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/batch-request/batch-request",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/data-array/data-array",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/multi-datastream",
 )
 JSON_TYPES = ("application/json",)
+READ = ("GET", "HEAD")
+METHODS = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"]
+POST_ONLY = (VERSION_PATH + "/CreateObservations", VERSION_PATH + "/$batch")
 JSON_PATCH = "application/json-patch+json"
 
 
@@ -72,6 +76,29 @@ def decode_skiptoken(token: str) -> tuple[Any, ...]:
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def method_not_allowed(request: Request, allow: tuple[str, ...]) -> Response:
+    """405 naming the methods that work here; OPTIONS answers with just that list."""
+    allow = (*allow, "OPTIONS")
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers={"Allow": ", ".join(allow)})
+    return error_response(
+        MethodNotAllowed(
+            f"{request.method} is not supported at {request.url.path}; use {', '.join(allow)}", allow=allow
+        )
+    )
+
+
+def only(allow: tuple[str, ...], endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[..., Any]:
+    """``endpoint`` for the methods in ``allow``; any other method gets 405 (OPTIONS: 204) with an Allow header."""
+
+    async def guarded(request: Request) -> Response:
+        if request.method not in allow:
+            return method_not_allowed(request, allow)
+        return await endpoint(request)
+
+    return guarded
 
 
 def error_response(exc: STAError) -> Response:
@@ -169,23 +196,17 @@ class Api:
     async def resource(self, request: Request) -> Response:
         path = parse_path(self.registry, request.path_params["path"])
         method = request.method
+        if method not in path.methods:
+            return method_not_allowed(request, path.methods)
         if method == "GET" or method == "HEAD":
             return await self.get(request, path)
         if path.ref:
-            if method in ("POST", "PUT"):
-                body, _ = await self.body(request)
-                if method == "POST" and not path.is_collection:
-                    raise MethodNotAllowed("add links with POST to a collection's $ref", allow=("GET", "PUT", "DELETE"))
-                if method == "PUT" and path.is_collection:
-                    raise MethodNotAllowed(
-                        "set a single link with PUT, add to a collection with POST", allow=("GET", "POST")
-                    )
-                await self.service.add_ref(path, body, self.base_url(request))
-                return Response(status_code=204)
             if method == "DELETE":
                 await self.service.remove_ref(path)
-                return Response(status_code=204)
-            raise MethodNotAllowed(f"{method} is not supported on $ref", allow=("GET", "POST", "PUT", "DELETE"))
+            else:
+                body, _ = await self.body(request)
+                await self.service.add_ref(path, body, self.base_url(request))
+            return Response(status_code=204)
         base = self.base_url(request)
         serializer = Serializer(self.registry, base)
         if method == "POST":
@@ -193,19 +214,14 @@ class Api:
             created = await self.service.create(path, body)
             doc = serializer.entity(path.target, created)
             return json_response(doc, 201, {"Location": doc["@iot.selfLink"]})
-        if method in ("PATCH", "PUT"):
-            allowed = (*JSON_TYPES, JSON_PATCH) if method == "PATCH" else JSON_TYPES
-            body, ctype = await self.body(request, allowed)
-            mode = "json-patch" if ctype == JSON_PATCH else "patch" if method == "PATCH" else "put"
-            updated = await self.service.update(path, body, mode)  # type: ignore[arg-type]
-            return json_response(serializer.entity(path.target, updated))
         if method == "DELETE":
             await self.service.delete(path)
             return Response(status_code=200)
-        raise MethodNotAllowed(
-            f"{method} is not supported; use GET, POST, PATCH, PUT or DELETE",
-            allow=("GET", "POST", "PATCH", "PUT", "DELETE"),
-        )
+        allowed = (*JSON_TYPES, JSON_PATCH) if method == "PATCH" else JSON_TYPES
+        body, ctype = await self.body(request, allowed)
+        mode = "json-patch" if ctype == JSON_PATCH else "patch" if method == "PATCH" else "put"
+        updated = await self.service.update(path, body, mode)  # type: ignore[arg-type]
+        return json_response(serializer.entity(path.target, updated))
 
     async def get(self, request: Request, path: ResourcePath) -> Response:
         params = dict(request.query_params)
@@ -213,6 +229,9 @@ class Api:
         after = None if token is None else decode_skiptoken(token)
         options = parse_options(params)
         if path.property is not None:
+            if options != QueryOptions():
+                given = ", ".join(k for k in params if k.startswith("$"))
+                raise BadRequest(f"query options ({given}) do not apply to the property {path.property.name}")
             options = QueryOptions(select=(path.property.name,))
         elif path.ref:
             options = QueryOptions(
@@ -237,20 +256,21 @@ class Api:
                 text = shown if isinstance(shown, str) else orjson.dumps(shown).decode()
                 return Response(text, media_type="text/plain")
             return json_response({path.property.name: shown})
+        if not isinstance(data, Collection):
+            if path.ref:
+                return json_response(serializer.refs(path.target, data))
+            return json_response(serializer.entity(path.target, data, result.plan))
+        next_link = None
+        if data.next_keys is not None:
+            params.pop("$skip", None)
+            params["$top"] = str(result.plan.top)
+            params["$skiptoken"] = encode_skiptoken(data.next_keys)
+            next_link = f"{base}/{path.text()}?{urlencode(params, safe='$', quote_via=quote)}"
         if path.ref:
-            return json_response(serializer.refs(path.target, data))
-        if isinstance(data, Collection):
-            next_link = None
-            next_keys = data.next_keys
-            if next_keys is not None:
-                params.pop("$skip", None)
-                params["$top"] = str(result.plan.top)
-                params["$skiptoken"] = encode_skiptoken(next_keys)
-                next_link = f"{base}/{path.text()}?{urlencode(params, safe='$', quote_via=quote)}"
-            if result.plan.result_format == "dataArray":
-                return json_response(dataarray.format_collection(result.plan, data, base, next_link))
-            return json_response(serializer.collection(result.plan, data, next_link))
-        return json_response(serializer.entity(path.target, data, result.plan))
+            return json_response(serializer.refs(path.target, data, next_link))
+        if result.plan.result_format == "dataArray":
+            return json_response(dataarray.format_collection(result.plan, data, base, next_link))
+        return json_response(serializer.collection(result.plan, data, next_link))
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -277,11 +297,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 404:
             return error_response(NotFound(f"there is nothing at {request.url.path}; the API is at {VERSION_PATH}"))
-        if exc.status_code == 405:
-            allow = tuple(m.strip() for m in (exc.headers or {}).get("Allow", "GET").split(","))
-            return error_response(
-                MethodNotAllowed(f"{request.method} is not supported at {request.url.path}", allow=allow)
-            )
+        if exc.status_code == 405:  # a method no route knows (TRACE, …): name the ones this path answers
+            return method_not_allowed(request, allowed_at(request.url.path))
         return json_response({"code": "http-error", "message": exc.detail}, exc.status_code, dict(exc.headers or {}))
 
     @asynccontextmanager
@@ -289,15 +306,28 @@ def create_app(settings: Settings | None = None) -> Starlette:
         yield
         await store.close()
 
-    methods = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"]
+    def allowed_at(url_path: str) -> tuple[str, ...]:
+        if url_path.rstrip("/") in ("", VERSION_PATH):
+            return READ
+        if url_path in POST_ONLY:
+            return ("POST",)
+        try:
+            return parse_path(registry, url_path.removeprefix(VERSION_PATH + "/")).methods
+        except STAError:
+            return READ
+
+    # Every route takes every method, so that a wrong method gets a 405 here instead of
+    # falling through to the next route that matches the path.
     app = Starlette(
         routes=[
-            Route("/", home),
-            Route(VERSION_PATH, api.root),
-            Route(VERSION_PATH + "/", api.root),
-            Route(VERSION_PATH + "/CreateObservations", api.create_observations, methods=["POST"]),
-            Route(VERSION_PATH + "/$batch", api.batch, methods=["POST"]),
-            Route(VERSION_PATH + "/{path:path}", api.resource, methods=methods),
+            Route("/", only(READ, home), methods=METHODS),
+            Route(VERSION_PATH, only(READ, api.root), methods=METHODS),
+            Route(VERSION_PATH + "/", only(READ, api.root), methods=METHODS),
+            *(
+                Route(p, only(("POST",), e), methods=METHODS)
+                for p, e in zip(POST_ONLY, (api.create_observations, api.batch), strict=True)
+            ),
+            Route(VERSION_PATH + "/{path:path}", api.resource, methods=METHODS),
         ],
         exception_handlers={STAError: sta_error, HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,

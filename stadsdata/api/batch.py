@@ -226,6 +226,11 @@ def parse_json_batch(doc: object) -> list[SubRequest]:
         headers = item.get("headers") or {}
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             raise BadRequest(f"{where}.headers must be an object of strings")
+        for name, value in headers.items():
+            if not _TOKEN.fullmatch(name) or not value.isascii() or not value.isprintable():
+                raise BadRequest(
+                    f"{where}.headers: {name!r} is not an HTTP header; names are tokens and values printable ASCII"
+                )
         group = item.get("atomicityGroup")
         if group is not None and not isinstance(group, str):
             raise BadRequest(f"{where}.atomicityGroup must be a string")
@@ -278,6 +283,9 @@ def _split(body: bytes, boundary: str) -> list[bytes]:
     return parts
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
 def _headers_and_body(part: bytes) -> tuple[dict[str, str], bytes]:
     for sep in (b"\r\n\r\n", b"\n\n"):
         if sep in part:
@@ -295,9 +303,11 @@ def _http_request(part: bytes, rid: str, group: str | None) -> SubRequest:
         raise BadRequest("each part of a multipart $batch must have Content-Type: application/http")
     content_id = headers.get("content-id", rid)
     line_end = inner.find(b"\n")
-    if line_end < 0:
-        raise BadRequest(f"part {rid}: no request line")
+    if line_end < 0:  # a request line alone: a GET without headers
+        line_end = len(inner)
     request_line = inner[:line_end].decode("latin-1").strip()
+    if not request_line:
+        raise BadRequest(f"part {rid}: no request line")
     fields = request_line.split(" ")
     if len(fields) < 2:
         raise BadRequest(f"part {rid}: the request line {request_line!r} is not 'METHOD URL HTTP/1.1'")

@@ -11,7 +11,9 @@ from urllib.parse import quote, urlencode
 from stadsdata.api import dataarray
 from stadsdata.model.entities import EntityType, Kind, Registry
 from stadsdata.model.values import format_instant, format_interval
+from stadsdata.query.ast import QueryOptions
 from stadsdata.query.plan import ReadPlan
+from stadsdata.query.render import render_options
 from stadsdata.store.base import Collection, Entity
 
 
@@ -116,13 +118,15 @@ class Serializer:
                     out[f"{name}@iot.count"] = data.count
                 out[name] = self.entities(target, data.items, sub)
                 if data.more:
-                    out[f"{name}@iot.nextLink"] = self._expand_next(link, name, sub)
+                    out[f"{name}@iot.nextLink"] = self._expand_next(link, name, sub, ep.options)
             else:
                 out[name] = None if data is None else self.entity(target, data, sub)
         return out
 
-    def _expand_next(self, link: str, name: str, sub: ReadPlan) -> str:
-        return f"{link}/{name}?" + urlencode({"$top": sub.top, "$skip": sub.skip + sub.top}, safe="$", quote_via=quote)
+    def _expand_next(self, link: str, name: str, sub: ReadPlan, options: QueryOptions) -> str:
+        """The rest of an expanded collection: the same options, from the next offset."""
+        params = {**render_options(options), "$top": str(sub.top), "$skip": str(sub.skip + sub.top)}
+        return f"{link}/{name}?" + urlencode(params, safe="$", quote_via=quote)
 
     def collection(self, plan: ReadPlan, data: Collection, next_link: str | None) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -139,11 +143,13 @@ class Serializer:
         write = _writer(entity, plan.select, (), self.base)
         return [write(e) for e in items]
 
-    def refs(self, entity: EntityType, data: Entity | Collection) -> dict[str, Any]:
+    def refs(self, entity: EntityType, data: Entity | Collection, next_link: str | None = None) -> dict[str, Any]:
         if isinstance(data, Entity):
             return {"@iot.selfLink": self.self_link(entity, data.id)}
         out: dict[str, Any] = {}
         if data.count is not None:
             out["@iot.count"] = data.count
+        if next_link is not None:
+            out["@iot.nextLink"] = next_link
         out["value"] = [{"@iot.selfLink": self.self_link(entity, e.id)} for e in data.items]
         return out

@@ -8,7 +8,7 @@ from typing import Any
 
 from stadsdata.errors import STAError, ValidationError
 from stadsdata.model.entities import OBSERVATION, Kind
-from stadsdata.model.validate import check_value, parse_id_value
+from stadsdata.model.validate import check_json, check_value, parse_id_value
 from stadsdata.model.values import parse_instant, parse_instant_or_interval
 
 CREATE_COMPONENTS = (
@@ -87,12 +87,12 @@ def _time(value: object, where: str) -> tuple[int, int | None]:
     return parse_instant_or_interval(value, where)
 
 
-def _converter(component: str) -> Converter | None:
-    """How to check one component; None when any JSON value is fine as it is."""
+def _converter(component: str) -> Converter:
+    """How to check one component."""
     prop = OBSERVATION.property(component)
     assert prop is not None
     if prop.kind is Kind.ANY:
-        return None
+        return check_json
     if component == "phenomenonTime":
         return _time
     return lambda value, where: check_value(prop, value, where)
@@ -103,8 +103,8 @@ def _parse_rows(
 ) -> list[tuple[tuple[Any, ...], int | None] | str]:
     """Check every row; a row's problem becomes its error message.
 
-    This is the bulk path, so the per-row work is kept small: components that
-    take any value are copied, the rest go through one converter each.
+    This is the bulk path, so the per-row work is kept small: one converter per
+    component (a free JSON value only has its nesting checked).
     """
     feature_at = components.index("FeatureOfInterest/id") if "FeatureOfInterest/id" in components else -1
     plan = [(i, comp, _converter(comp)) for i, comp in enumerate(components) if comp != "FeatureOfInterest/id"]
@@ -118,7 +118,7 @@ def _parse_rows(
             feature = row[feature_at] if feature_at >= 0 else None
             if feature is not None and (type(feature) is not int or feature < 0):
                 feature = parse_id_value(feature, "FeatureOfInterest/id")
-            values = tuple([row[i] if convert is None else convert(row[i], comp) for i, comp, convert in plan])
+            values = tuple([convert(row[i], comp) for i, comp, convert in plan])
         except STAError as exc:
             out.append(f"{where}[{ri}].{exc.message}")
             continue

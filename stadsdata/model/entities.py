@@ -63,6 +63,7 @@ class Relation:
     required: bool = False
     fk: str | None = None
     link: tuple[str, str, str] | None = None
+    one_of: str = ""  # relations of a type with the same one_of: exactly one of them is set
 
 
 @dataclass(frozen=True, eq=False)  # one object per type: identity is equality, and hashing is cheap
@@ -287,8 +288,10 @@ OBSERVATION = EntityType(
     ),
     (
         # Exactly one of Datastream and MultiDatastream (checked in rules.py).
-        Relation("Datastream", "Datastream", False, "Observations", fk="datastream_id"),
-        Relation("MultiDatastream", "MultiDatastream", False, "Observations", fk="multi_datastream_id"),
+        Relation("Datastream", "Datastream", False, "Observations", fk="datastream_id", one_of="parent"),
+        Relation(
+            "MultiDatastream", "MultiDatastream", False, "Observations", fk="multi_datastream_id", one_of="parent"
+        ),
         Relation(
             "FeatureOfInterest",
             "FeatureOfInterest",

@@ -256,17 +256,24 @@ class Rules:
 
     # -- Things and Locations ------------------------------------------------------------
 
-    def set_thing_locations(self, tx: Tx, thing_id: int, location_ids: list[int], now: int) -> None:
-        """Make ``location_ids`` the Thing's current Locations and record a HistoricalLocation."""
+    def set_thing_locations(
+        self, tx: Tx, thing_id: int, location_ids: list[int], now: int, *, replace: bool = True
+    ) -> None:
+        """Make ``location_ids`` the Thing's current Locations (or add them) and record a HistoricalLocation."""
         link = self.thing_locations
         assert isinstance(link, LinkTable)
-        tx.unlink(link, thing_id)
-        for loc in dict.fromkeys(location_ids):
+        current = [] if replace else tx.related_ids(THING, thing_id, _rel(THING, "Locations"))
+        if replace:
+            tx.unlink(link, thing_id)
+        added = [loc for loc in dict.fromkeys(location_ids) if loc not in current]
+        for loc in added:
             tx.link(link, thing_id, loc)
+        if not added and not replace:
+            return  # nothing moved
         hl_id = tx.insert(HISTORICAL_LOCATION, {"time": now}, {"thing_id": thing_id})
         hl_link = self.hl_locations
         assert isinstance(hl_link, LinkTable)
-        for loc in dict.fromkeys(location_ids):
+        for loc in [*current, *added]:
             tx.link(hl_link, hl_id, loc)
 
     def location_changed(self, tx: Tx, location_id: int) -> None:

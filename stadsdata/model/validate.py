@@ -57,6 +57,26 @@ def parse_id_value(value: object, where: str) -> int:
     return value
 
 
+MAX_JSON_DEPTH = 64
+
+
+def check_json(value: Any, where: str) -> Any:
+    """A free JSON value (properties, result, parameters), refused when it nests too deeply to store."""
+    if type(value) is dict or type(value) is list:
+        level = [value]
+        for _ in range(MAX_JSON_DEPTH):
+            level = [
+                child
+                for item in level
+                for child in (item.values() if type(item) is dict else item)
+                if type(child) is dict or type(child) is list
+            ]
+            if not level:
+                return value
+        raise ValidationError(f"{where} nests deeper than {MAX_JSON_DEPTH} levels", field=where)
+    return value
+
+
 def check_value(prop: Property, value: object, where: str) -> Any:
     """Check one property value and convert it to its internal form."""
     if value is None:
@@ -71,13 +91,13 @@ def check_value(prop: Property, value: object, where: str) -> Any:
     if kind is Kind.OBJECT:
         if not isinstance(value, dict):
             raise ValidationError(f"{where} must be a JSON object", field=where)
-        return value
+        return check_json(value, where)
     if kind is Kind.ARRAY:
         if not isinstance(value, list):
             raise ValidationError(f"{where} must be a JSON array", field=where)
-        return value
+        return check_json(value, where)
     if kind is Kind.ANY:
-        return value
+        return check_json(value, where)
     if kind is Kind.GEOMETRY:
         return GeoValue(value, geometry_bounds(value, where))  # type: ignore[arg-type]
     if kind is Kind.INSTANT:

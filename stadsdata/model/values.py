@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 import shapely.geometry
-from shapely.errors import GEOSException
+from shapely.errors import ShapelyError
 
 from stadsdata.errors import ValidationError
 
@@ -33,19 +33,26 @@ def to_micros(value: dt.datetime) -> Micros:
     return (value - _EPOCH) // _US
 
 
+MIN_MICROS = to_micros(dt.datetime.min.replace(tzinfo=dt.UTC))
+MAX_MICROS = to_micros(dt.datetime.max.replace(tzinfo=dt.UTC))
+
+
 def parse_instant(text: object, field: str) -> Micros:
-    """An ISO 8601 date-time with or without offset (no offset means UTC)."""
+    """An ISO 8601 date-time with or without offset (no offset means UTC), in years 1 to 9999 UTC."""
     if not isinstance(text, str):
         raise ValidationError(
             f"{field} must be an ISO 8601 date-time string such as '2026-11-22T10:00:00Z'", field=field
         )
     try:
-        return to_micros(dt.datetime.fromisoformat(text))
+        us = to_micros(dt.datetime.fromisoformat(text))
     except (ValueError, OverflowError):
         raise ValidationError(
             f"{field}: {text!r} is not an ISO 8601 date-time (expected e.g. '2026-11-22T10:00:00Z')",
             field=field,
         ) from None
+    if not MIN_MICROS <= us <= MAX_MICROS:
+        raise ValidationError(f"{field}: {text!r} is outside the years 1 to 9999 once converted to UTC", field=field)
+    return us
 
 
 def parse_interval(text: object, field: str) -> Interval:
@@ -102,34 +109,69 @@ class GeoValue:
     bounds: tuple[float, float, float, float]
 
 
-_GEOJSON_TYPES = {
-    "Point",
-    "MultiPoint",
-    "LineString",
-    "MultiLineString",
-    "Polygon",
-    "MultiPolygon",
-    "GeometryCollection",
-    "Feature",
+# The nesting depth of "coordinates" for each GeoJSON geometry type (RFC 7946 §3.1).
+_COORDINATE_DEPTH = {
+    "Point": 0,
+    "MultiPoint": 1,
+    "LineString": 1,
+    "MultiLineString": 2,
+    "Polygon": 2,
+    "MultiPolygon": 3,
 }
+_GEOJSON_TYPES = {*_COORDINATE_DEPTH, "GeometryCollection", "Feature"}
+
+
+def _check_position(position: object, where: str) -> None:
+    if (
+        not isinstance(position, list)
+        or not 2 <= len(position) <= 3
+        or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in position)
+    ):
+        raise ValueError(f"{where} must be a position: an array of 2 or 3 numbers, as in [6.89, 52.22]")
+
+
+def _check_coordinates(value: object, depth: int, where: str) -> None:
+    if depth == 0:
+        _check_position(value, where)
+        return
+    if not isinstance(value, list):
+        raise ValueError(f"{where} must be an array")
+    for i, item in enumerate(value):
+        _check_coordinates(item, depth - 1, f"{where}[{i}]")
+
+
+def check_geojson(value: object, where: str, nesting: int = 0) -> None:
+    """Raise ValueError naming the first thing that makes ``value`` not a GeoJSON geometry (RFC 7946)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be a GeoJSON object")
+    kind = value.get("type")
+    if not isinstance(kind, str) or kind not in _GEOJSON_TYPES or (nesting and kind == "Feature"):
+        raise ValueError(f"{where}.type must be one of {', '.join(sorted(_GEOJSON_TYPES - {'Feature'}))}")
+    if kind == "Feature":
+        check_geojson(value.get("geometry"), f"{where}.geometry", nesting + 1)
+    elif kind == "GeometryCollection":
+        members = value.get("geometries")
+        if not isinstance(members, list) or nesting > 8:
+            raise ValueError(f"{where}.geometries must be an array of geometries")
+        for i, member in enumerate(members):
+            check_geojson(member, f"{where}.geometries[{i}]", nesting + 1)
+    else:
+        _check_coordinates(value.get("coordinates"), _COORDINATE_DEPTH[kind], f"{where}.coordinates")
 
 
 def geometry_bounds(value: object, field: str) -> tuple[float, float, float, float]:
     """Check a GeoJSON geometry (or Feature) and return its bounding box."""
-    if not isinstance(value, dict) or value.get("type") not in _GEOJSON_TYPES:
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         raise ValidationError(
             f'{field} must be a GeoJSON geometry object such as {{"type": "Point", "coordinates": [6.89, 52.22]}}',
             field=field,
         )
-    geometry: Any = value
-    if value["type"] == "Feature":
-        geometry = value.get("geometry")
-        if not isinstance(geometry, dict):
-            raise ValidationError(f"{field}: a GeoJSON Feature needs a 'geometry' object", field=field)
     try:
+        check_geojson(value, field)
+        geometry = value["geometry"] if value["type"] == "Feature" else value
         shape = shapely.geometry.shape(geometry)
         bounds: tuple[float, float, float, float] = tuple(shape.bounds)
-    except (GEOSException, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+    except (ShapelyError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise ValidationError(f"{field} is not a valid GeoJSON geometry: {exc}", field=field) from None
     if shape.is_empty:
         raise ValidationError(f"{field} is an empty geometry", field=field)

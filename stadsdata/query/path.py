@@ -47,6 +47,19 @@ class ResourcePath:
             return None
         return ResourcePath(self.segments[:-1])
 
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The HTTP methods this path answers (besides OPTIONS)."""
+        read = ("GET", "HEAD")
+        last = self.segments[-1]
+        if self.property is not None or (self.ref and last.relation is None):
+            return read
+        if self.is_collection:  # create; at …/$ref add a link (DELETE explains how to name one)
+            return (*read, "POST", "DELETE") if self.ref else (*read, "POST")
+        if self.ref:
+            return (*read, "DELETE") if last.relation is not None and last.relation.many else (*read, "PUT", "DELETE")
+        return (*read, "PATCH", "PUT", "DELETE")
+
     # Declared after the methods so that the field does not shadow the builtin decorator.
     property: Property | None = None
     value: bool = False  # …/property/$value

@@ -86,6 +86,7 @@ class ReadPlan:
 class ExpandPlan:
     relation: Relation
     plan: ReadPlan = field(repr=False)
+    options: QueryOptions = field(default_factory=QueryOptions, repr=False)  # as requested, for next links
 
 
 def _and(a: Expr | None, b: Expr | None) -> Expr | None:
@@ -163,7 +164,7 @@ def _expand_plan(registry: Registry, entity: EntityType, item: Expand, policy: P
         )
     target = registry.target(rel)
     plan = _options_plan(registry, target, item.options, policy, paging, (), single=not rel.many)
-    return ExpandPlan(rel, plan)
+    return ExpandPlan(rel, plan, item.options)
 
 
 def plan_read(

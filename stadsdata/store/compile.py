@@ -17,7 +17,9 @@ import shapely.wkt
 from sqlalchemy import (
     ColumnElement,
     FromClause,
+    Integer,
     MetaData,
+    Numeric,
     Select,
     and_,
     bindparam,
@@ -31,6 +33,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy import String as StringType
 
 from stadsdata.errors import QuerySyntaxError
 from stadsdata.model.entities import EntityType, FkOnSource, FkOnTarget, Kind, Registry, Relation
@@ -201,7 +204,9 @@ class Compiler:
     @staticmethod
     def after(keys: Sequence[tuple[ColumnElement[Any], bool]], values: Sequence[Any]) -> ColumnElement[bool]:
         """Rows that sort after ``values`` (nulls first when ascending, last when descending)."""
-        if len(values) != len(keys):
+        if len(values) != len(keys) or not all(
+            _fits(col, v, nullable=i < len(keys) - 1) for i, ((col, _), v) in enumerate(zip(keys, values, strict=True))
+        ):
             raise QuerySyntaxError("the $skiptoken does not belong to this query", option="$skiptoken")
 
         def equal(col: ColumnElement[Any], v: Any) -> ColumnElement[bool]:
@@ -469,3 +474,21 @@ def compare(op: str, left: Value, right: Value) -> ColumnElement[bool]:
 
 def _bool_number(value: Value) -> ColumnElement[Any]:
     return literal(1.0) if value.sql is true() else literal(0.0) if value.sql is false() else value.sql
+
+
+def _fits(col: ColumnElement[Any], value: Any, nullable: bool) -> bool:
+    """Whether a $skiptoken value can be a value of the sort key ``col`` (the id, last, is never null)."""
+    if value is None:
+        return nullable
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return False
+    kind = col.type
+    if isinstance(kind, Integer):
+        return isinstance(value, int)
+    if isinstance(kind, Numeric):
+        return isinstance(value, (int, float))
+    if isinstance(kind, StringType):
+        return isinstance(value, str)
+    return isinstance(value, (int, float, str))

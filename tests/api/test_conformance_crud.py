@@ -668,7 +668,6 @@ def test_failing_patch_with_new_locations_changes_nothing(client: TestClient) ->
 # -- $ref: link and unlink --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="bug: POST Things(1)/Locations/$ref replaces the Thing's Locations, not adds")
 def test_ref_post_adds_a_link(client: TestClient) -> None:
     setup_thing(client)
     loc = post(client, "Locations", f.location("second", OTHER_POINT))["@iot.id"]
