@@ -8,8 +8,10 @@ whole or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from operator import itemgetter
+from typing import Any, Literal, cast
 
 import jsonpatch
 
@@ -242,6 +244,28 @@ class Service:
             names = (*names, "phenomenonTime")
         time_at = names.index("phenomenonTime")
         result_at = names.index("result")
+        parent_column = "multi_datastream_id" if group.multi else "datastream_id"
+        fk_columns = (parent_column, "feature_of_interest_id")
+        valid = cast(list[tuple[tuple[Any, ...], int | None]], group.rows)  # checked in the condition
+        if (
+            not group.multi
+            and all(type(row) is tuple for row in group.rows)
+            and (default_time or all(values[time_at] is not None for values, _ in valid))
+        ):
+            # The common case, in bulk: every row is valid and every FeatureOfInterest exists.
+            features = set(map(_second, valid))
+            try:
+                shared = self.rules.derived_feature(tx, parent, ds_id, where) if None in features else None
+            except ValidationError:
+                shared = None  # those rows get their error below
+            if all(tx.exists(FEATURE_OF_INTEREST, f) for f in features if f is not None) and (
+                shared is not None or None not in features
+            ):
+                now_time = ((now, None),) if default_time else ()
+                bulk = [(*values, *now_time, ds_id, shared if f is None else f) for values, f in valid]
+                ids = tx.insert_many(OBSERVATION, names, fk_columns, bulk)
+                self.rules.observations_written(tx, (parent, ds_id), names, bulk, len(names) + 1)
+                return list(ids)
         results: list[int | str] = []
         pending: list[int] = []
         rows: list[tuple[Any, ...]] = []
@@ -280,12 +304,14 @@ class Service:
             pending.append(len(results))
             rows.append((*values, ds_id, feature))
             results.append(0)
-        parent_column = "multi_datastream_id" if group.multi else "datastream_id"
-        ids = tx.insert_many(OBSERVATION, names, (parent_column, "feature_of_interest_id"), rows)
+        ids = tx.insert_many(OBSERVATION, names, fk_columns, rows)
         for i, new_id in zip(pending, ids, strict=True):
             results[i] = new_id
         self.rules.observations_written(tx, (parent, ds_id), names, rows, len(names) + 1)
         return results
+
+
+_second: Callable[[Any], Any] = itemgetter(1)
 
 
 class _Writer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from stadsdata.errors import STAError, ValidationError
@@ -78,24 +79,41 @@ def parse_create(body: object) -> list[ObservationRows]:
     return groups
 
 
-Converter = Callable[[object, str], Any]
-
-
 def _time(value: object, where: str) -> tuple[int, int | None]:
     if type(value) is str and "/" not in value:
         return parse_instant(value, where), None
     return parse_instant_or_interval(value, where)
 
 
-def _converter(component: str) -> Converter:
-    """How to check one component."""
-    prop = OBSERVATION.property(component)
-    assert prop is not None
-    if prop.kind is Kind.ANY:
-        return check_json
-    if component == "phenomenonTime":
-        return _time
-    return lambda value, where: check_value(prop, value, where)
+_CONTAINERS = (dict, list)
+
+
+@lru_cache(maxsize=64)
+def _row_parser(components: tuple[str, ...]) -> Callable[[list[Any]], tuple[Any, ...]]:
+    """A function from one dataArray row to its checked values (in component order, without
+    ``FeatureOfInterest/id``): one expression per component, generated once per component list,
+    since this runs for every row of the bulk path."""
+    parts = []
+    for i, comp in enumerate(components):
+        if comp == "FeatureOfInterest/id":
+            continue
+        prop = OBSERVATION.property(comp)
+        assert prop is not None
+        if prop.kind is Kind.ANY:  # free JSON: only containers need their nesting checked
+            parts.append(f"(x if type(x := row[{i}]) not in _containers else _json(x, {comp!r}))")
+        elif comp == "phenomenonTime":
+            parts.append(f"_time(row[{i}], {comp!r})")
+        else:
+            parts.append(f"_check(_props[{comp!r}], row[{i}], {comp!r})")
+    source = f"lambda row: ({', '.join(parts)},)"
+    scope = {
+        "_containers": _CONTAINERS,
+        "_json": check_json,
+        "_time": _time,
+        "_check": check_value,
+        "_props": {p.name: p for p in OBSERVATION.properties},
+    }
+    return eval(source, scope)  # type: ignore[no-any-return]  # noqa: S307 - fixed templates and component names
 
 
 def _parse_rows(
@@ -103,12 +121,19 @@ def _parse_rows(
 ) -> list[tuple[tuple[Any, ...], int | None] | str]:
     """Check every row; a row's problem becomes its error message.
 
-    This is the bulk path, so the per-row work is kept small: one converter per
-    component (a free JSON value only has its nesting checked).
+    This is the bulk path: all rows are first parsed in one pass that assumes
+    they are fine; only when one is not are they parsed one by one, so that
+    each bad row gets its own message.
     """
-    feature_at = components.index("FeatureOfInterest/id") if "FeatureOfInterest/id" in components else -1
-    plan = [(i, comp, _converter(comp)) for i, comp in enumerate(components) if comp != "FeatureOfInterest/id"]
+    parse = _row_parser(tuple(components))
     width = len(components)
+    if "FeatureOfInterest/id" not in components:
+        try:
+            if all(type(row) is list and len(row) == width for row in rows):
+                return [(parse(row), None) for row in rows]  # type: ignore[arg-type]
+        except STAError:
+            pass
+    feature_at = components.index("FeatureOfInterest/id") if "FeatureOfInterest/id" in components else -1
     out: list[tuple[tuple[Any, ...], int | None] | str] = []
     for ri, row in enumerate(rows):
         if type(row) is not list or len(row) != width:
@@ -118,7 +143,7 @@ def _parse_rows(
             feature = row[feature_at] if feature_at >= 0 else None
             if feature is not None and (type(feature) is not int or feature < 0):
                 feature = parse_id_value(feature, "FeatureOfInterest/id")
-            values = tuple([convert(row[i], comp) for i, comp, convert in plan])
+            values = parse(row)
         except STAError as exc:
             out.append(f"{where}[{ri}].{exc.message}")
             continue

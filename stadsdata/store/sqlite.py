@@ -50,13 +50,6 @@ class SQLiteDialect:
     ) -> list[int]:
         if not rows:
             return []
-        # Leave out columns that are NULL in every row (an instant's end, the unused typed
-        # result columns): binding them costs as much as a third of the insert.
-        by_column = list(zip(*rows, strict=True))
-        keep = [j for j, values in enumerate(by_column) if values.count(None) != len(values)]
-        if len(keep) < len(columns):
-            columns = tuple(columns[j] for j in keep)
-            rows = list(zip(*(by_column[j] for j in keep), strict=True))
         names = ", ".join(f'"{c}"' for c in columns)
         marks = ", ".join("?" for _ in columns)
         conn.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', rows)
