@@ -114,6 +114,7 @@ class Api:
         self.registry = registry
         self.service = service
         self._bases: dict[Any, str] = {}
+        self._options: dict[tuple[tuple[str, str], ...], QueryOptions] = {}
 
     def base_url(self, request: Request) -> str:
         if self.settings.base_url:
@@ -127,6 +128,17 @@ class Api:
             if len(self._bases) > 256:  # clients choose the Host header; keep the memo small
                 self._bases.clear()
             found = self._bases[key] = str(request.base_url).rstrip("/") + VERSION_PATH
+        return found
+
+    def options(self, params: dict[str, str]) -> QueryOptions:
+        """The parsed query options; the same query strings come again and again (dashboards poll)."""
+        key = tuple(params.items())
+        found = self._options.get(key)
+        if found is None:
+            found = parse_options(params)  # errors are raised, not kept
+            if len(self._options) > 1024:
+                self._options.clear()
+            self._options[key] = found
         return found
 
     async def root(self, request: Request) -> Response:
@@ -227,7 +239,7 @@ class Api:
         params = dict(request.query_params)
         token = params.pop("$skiptoken", None)
         after = None if token is None else decode_skiptoken(token)
-        options = parse_options(params)
+        options = self.options(params)
         if path.property is not None:
             if options != QueryOptions():
                 given = ", ".join(k for k in params if k.startswith("$"))

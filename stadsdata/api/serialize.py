@@ -87,27 +87,31 @@ def _writer(
     return eval(source, scope)  # type: ignore[no-any-return]  # noqa: S307 - registry names and fixed templates
 
 
+@lru_cache(maxsize=256)
+def _next_query(options: QueryOptions, top: int, skip: int) -> str:
+    """The query string of an expanded collection's next page; the same for every entity of a response."""
+    params = {**render_options(options), "$top": str(top), "$skip": str(skip)}
+    return urlencode(params, safe="$", quote_via=quote)
+
+
 class Serializer:
     """Turns store results into response bodies; ``base`` is the service root URL (…/v1.1)."""
 
     def __init__(self, registry: Registry, base: str) -> None:
         self.registry = registry
         self.base = base.rstrip("/")
+        self._plans: dict[int, tuple[ReadPlan, Callable[[Entity], dict[str, Any]], Any]] = {}
 
     def self_link(self, entity: EntityType, id_: int) -> str:
         return f"{self.base}/{entity.set_name}({id_})"
 
     def entity(self, entity: EntityType, e: Entity, plan: ReadPlan | None = None) -> dict[str, Any]:
-        expand = () if plan is None else plan.expand
-        expanded = tuple(ep.relation.name for ep in expand) if expand else ()
-        out = _writer(entity, None if plan is None else plan.select, expanded, self.base)(e)
-        if not expand:
-            return out
+        if plan is None or not plan.expand:
+            return _writer(entity, None if plan is None else plan.select, (), self.base)(e)
+        write, expansions = self._expanding(entity, plan)
+        out = write(e)
         link = f"{self.base}/{entity.set_name}({e.id})"
-        for ep in expand:
-            name = ep.relation.name
-            sub = ep.plan
-            target = self.registry.target(ep.relation)
+        for name, sub, target, next_query in expansions:
             data = e.expanded.get(name)
             if isinstance(data, Collection) and sub.result_format == "dataArray":
                 out[name] = dataarray.format_collection(sub, data, self.base, None)["value"]
@@ -118,15 +122,30 @@ class Serializer:
                     out[f"{name}@iot.count"] = data.count
                 out[name] = self.entities(target, data.items, sub)
                 if data.more:
-                    out[f"{name}@iot.nextLink"] = self._expand_next(link, name, sub, ep.options)
+                    out[f"{name}@iot.nextLink"] = f"{link}/{name}?{next_query}"
             else:
                 out[name] = None if data is None else self.entity(target, data, sub)
         return out
 
-    def _expand_next(self, link: str, name: str, sub: ReadPlan, options: QueryOptions) -> str:
-        """The rest of an expanded collection: the same options, from the next offset."""
-        params = {**render_options(options), "$top": str(sub.top), "$skip": str(sub.skip + sub.top)}
-        return f"{link}/{name}?" + urlencode(params, safe="$", quote_via=quote)
+    def _expanding(
+        self, entity: EntityType, plan: ReadPlan
+    ) -> tuple[Callable[[Entity], dict[str, Any]], list[tuple[str, ReadPlan, EntityType, str]]]:
+        """The writer and the expansions of entities under ``plan``: worked out once per response,
+        not once per entity (a listing of 1,000 Datastreams with their latest Observation)."""
+        found = self._plans.get(id(plan))
+        if found is None or found[0] is not plan:
+            expanded = tuple(ep.relation.name for ep in plan.expand)
+            expansions = [
+                (
+                    ep.relation.name,
+                    ep.plan,
+                    self.registry.target(ep.relation),
+                    _next_query(ep.options, ep.plan.top, ep.plan.skip + ep.plan.top),
+                )
+                for ep in plan.expand
+            ]
+            found = self._plans[id(plan)] = (plan, _writer(entity, plan.select, expanded, self.base), expansions)
+        return found[1], found[2]
 
     def collection(self, plan: ReadPlan, data: Collection, next_link: str | None) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -16,6 +16,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
 from stadsdata.model.entities import EntityType, FkOnSource, LinkTable, Registry, Relation
+from stadsdata.query.ast import BinaryOp, Call, Expr, UnaryOp
 from stadsdata.query.plan import ReadPlan, Step
 from stadsdata.store import codec
 from stadsdata.store.base import Collection, Entity
@@ -82,6 +83,45 @@ def compile_statement(stmt: ClauseElement, dialect: Dialect, cache: dict[Any, SQ
     if positions is None:
         return sql, lambda override: dict(values(override))
     return sql, lambda override: [p[k] for p in (values(override),) for k in positions]
+
+
+class _Slot:
+    """Marks where the parent id goes among a statement's parameters."""
+
+
+def _parent_binder(params: Callable[[dict[str, Any] | None], Any]) -> Callable[[int], Any]:
+    """A fast ``parent id → parameters`` for a statement run once per parent (an expansion):
+    SQLAlchemy builds the parameters once, each parent only fills in its id."""
+    slot = _Slot()
+    base = params({PARENT_ID: slot})
+    if isinstance(base, list):
+        at = [i for i, v in enumerate(base) if v is slot]
+
+        def positional(parent_id: int) -> list[Any]:
+            values = base.copy()
+            for i in at:
+                values[i] = parent_id
+            return values
+
+        return positional
+    keys = [k for k, v in base.items() if v is slot]
+    return lambda parent_id: {**base, **dict.fromkeys(keys, parent_id)}
+
+
+def _calls_now(plan: ReadPlan) -> bool:
+    """Whether the filter or the order of ``plan`` calls now()."""
+    stack: list[Expr | None] = [plan.filter, *(o.expr for o in plan.orderby)]
+    while stack:
+        expr = stack.pop()
+        if isinstance(expr, Call):
+            if expr.name == "now":
+                return True
+            stack.extend(expr.args)
+        elif isinstance(expr, BinaryOp):
+            stack += [expr.left, expr.right]
+        elif isinstance(expr, UnaryOp):
+            stack.append(expr.operand)
+    return False
 
 
 class EntityShape:
@@ -172,6 +212,8 @@ class SqlSession:
             found = self.plans.get(key)
         except TypeError:  # a value in the plan that cannot be hashed: compile this one on its own
             key, found = None, None
+        if found is None and key is not None and _calls_now(plan):
+            key = None  # now() is bound when compiled: such a plan is compiled for each request
         if found is None:
             found = self._compile(build())
             if key is not None:
@@ -215,9 +257,11 @@ class SqlSession:
             if sub.count and not sub.single:
                 count_sql, count_params = self._compile(self.compiler.count(sub, steps, param=True))
             children: list[Entity] = []
+            page_for = _parent_binder(page_params)
+            decode = shape.decode
+            execute = self.conn.execute
             for parent in parents:
-                override = {PARENT_ID: parent.id}
-                items = [shape.decode(r) for r in self.conn.execute(page_sql, page_params(override)).fetchall()]
+                items = [decode(r) for r in execute(page_sql, page_for(parent.id)).fetchall()]
                 if sub.single:
                     parent.expanded[ep.relation.name] = items[0] if items else None
                     children.extend(items[:1])
@@ -226,7 +270,7 @@ class SqlSession:
                 del items[sub.top :]
                 count = None
                 if count_sql is not None and count_params is not None:
-                    count = self.conn.execute(count_sql, count_params(override)).fetchone()[0]
+                    count = execute(count_sql, count_params({PARENT_ID: parent.id})).fetchone()[0]
                 parent.expanded[ep.relation.name] = Collection(items, count, more)
                 children.extend(items)
             self._expand(sub, children)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+import pytest
 from starlette.testclient import TestClient
 
+from stadsdata.model.values import to_micros
+from stadsdata.store import functions
 from tests import fixtures as f
 
 
@@ -36,3 +41,14 @@ def test_same_shape_other_ids(client: TestClient) -> None:
         assert sorted(got) == [(k - 1) * 10 + i for i in range(k + 1) if (k - 1) * 10 + i >= 11]
     assert client.get("/v1.1/Things(2)/Datastreams(1)/Observations").status_code == 404
     assert client.get("/v1.1/Things(9)").status_code == 404
+
+
+def test_now_is_the_time_of_each_request(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compiled plan is shared, but now() is evaluated per request, not frozen at the first one."""
+    _city(client, 1)
+    client.post("/v1.1/Datastreams(1)/Observations", json={"result": 99, "phenomenonTime": "2030-01-01T00:00:00Z"})
+    url = "/v1.1/Datastreams(1)/Observations?$filter=phenomenonTime lt now()&$count=true&$top=0"
+    assert client.get(url).json()["@iot.count"] == 2
+    later = to_micros(dt.datetime(2031, 1, 1, tzinfo=dt.UTC))
+    monkeypatch.setattr(functions, "now_micros", lambda: later)
+    assert client.get(url).json()["@iot.count"] == 3
