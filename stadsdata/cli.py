@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest page size a client may ask for with $top (default: %(default)s)",
     )
     serve.add_argument(
+        "--estimated-count-above",
+        type=int,
+        default=Settings.estimated_count_above,
+        metavar="N",
+        help="for requests with 'Prefer: count=estimated', answer $count with the database's estimate "
+        "when that is above N rows (PostgreSQL; default: %(default)s)",
+    )
+    serve.add_argument(
         "--synchronous",
         choices=("FULL", "NORMAL"),
         default=Settings.synchronous,
@@ -102,6 +110,7 @@ def serve(args: argparse.Namespace) -> int:
         port=args.port,
         base_url=args.base_url,
         max_top=args.max_top,
+        estimated_count_above=args.estimated_count_above,
         synchronous=args.synchronous,
     )
     app = create_app(settings)

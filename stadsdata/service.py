@@ -9,7 +9,7 @@ whole or not at all.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import itemgetter
 from typing import Any, Literal, cast
 
@@ -65,12 +65,16 @@ class Service:
         options: QueryOptions,
         policy: Policy | None = None,
         after: tuple[Any, ...] | None = None,
+        estimate_count: int = 0,
     ) -> ReadResult:
         """Read what ``path`` addresses; 404 when it, or the entity it navigates from, does not exist.
 
-        ``after`` continues a listing after the row with these sort keys (from ``@iot.nextLink``).
+        ``after`` continues a listing after the row with these sort keys (from ``@iot.nextLink``);
+        with ``estimate_count``, a $count the database estimates above that many rows is the estimate.
         """
         plan = plan_read(self.registry, path, options, policy or OpenPolicy(), self.paging, after)
+        if estimate_count:
+            plan = replace(plan, estimate_count=estimate_count)
 
         def run(tx: Tx) -> Entity | Collection | None:
             data = tx.read(plan)

@@ -17,6 +17,8 @@ class Settings:
     default_top: int = 100
     max_top: int = 10_000
     max_body_bytes: int = 16 * 1024 * 1024
+    estimated_count_above: int = 1_000_000
+    """With ``Prefer: count=estimated``, a $count the database estimates above this many rows is that estimate."""
     synchronous: str = "FULL"
     """SQLite ``PRAGMA synchronous``: FULL survives power loss; NORMAL survives process crashes only."""
 

@@ -254,7 +254,10 @@ class Api:
                 count=options.count,
                 select=("@iot.id",),
             )
-        result = await self.service.read(path, options, after=after)
+        estimate = "count=estimated" in request.headers.get("prefer", "").replace(" ", "").lower()
+        result = await self.service.read(
+            path, options, after=after, estimate_count=self.settings.estimated_count_above if estimate else 0
+        )
         base = self.base_url(request)
         serializer = Serializer(self.registry, base)
         data = result.data
@@ -280,9 +283,10 @@ class Api:
             next_link = f"{base}/{path.text()}?{urlencode(params, safe='$', quote_via=quote)}"
         if path.ref:
             return json_response(serializer.refs(path.target, data, next_link))
+        headers = {"Preference-Applied": "count=estimated"} if data.count_estimated else None
         if result.plan.result_format == "dataArray":
-            return json_response(dataarray.format_collection(result.plan, data, base, next_link))
-        return json_response(serializer.collection(result.plan, data, next_link))
+            return json_response(dataarray.format_collection(result.plan, data, base, next_link), headers=headers)
+        return json_response(serializer.collection(result.plan, data, next_link), headers=headers)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

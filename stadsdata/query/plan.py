@@ -73,6 +73,8 @@ class ReadPlan:
     result_format: str | None = None
     single: bool = False
     after: tuple[Any, ...] | None = None  # sort keys of the last row of the previous page
+    # $count may be the database's estimate when that is above this many rows (0: always exact)
+    estimate_count: int = 0
 
     def selects(self, name: str) -> bool:
         return self.select is None or name in self.select

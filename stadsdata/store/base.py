@@ -41,6 +41,7 @@ class Collection:
     items: list[Entity]
     count: int | None = None
     more: bool = False
+    count_estimated: bool = False  # ``count`` is the database's estimate (see ReadPlan.estimate_count)
 
     @property
     def next_keys(self) -> tuple[Any, ...] | None:

@@ -184,9 +184,12 @@ class Compiler:
             stmt = stmt.offset(plan.skip)
         return stmt
 
-    def count(self, plan: ReadPlan, steps: Sequence[Step], param: bool = False) -> Select[Any]:
+    def count(self, plan: ReadPlan, steps: Sequence[Step], param: bool = False, rows: bool = False) -> Select[Any]:
+        """The count of the plan's rows; with ``rows``, the rows themselves (one column), to estimate their count."""
         table = self.table(plan.entity)
-        return select(func.count()).select_from(table).where(self.where(plan, table, steps, param))
+        return (
+            select(table.c.id if rows else func.count()).select_from(table).where(self.where(plan, table, steps, param))
+        )
 
     def sort_keys(
         self, orderby: Sequence[OrderBy], entity: EntityType, table: FromClause

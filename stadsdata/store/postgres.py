@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import psycopg
 import sqlalchemy
 from psycopg.types.string import TextLoader
@@ -58,6 +59,13 @@ class PostgresDialect:
 
     def insert_ignore(self, table: Table) -> Any:
         return sa_pg.insert(table).on_conflict_do_nothing()
+
+    def estimate_rows(self, conn: Any, sql: str, params: Any) -> int | None:
+        """The planner's row estimate (from the table statistics that autovacuum keeps)."""
+        plan = conn.execute(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchone()[0]
+        if isinstance(plan, str):
+            plan = orjson.loads(plan)
+        return int(plan[0]["Plan"]["Plan Rows"])
 
     def bulk_insert(
         self, conn: Any, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]

@@ -28,6 +28,10 @@ class SqlStoreDialect(SqlDialect, Protocol):
 
     def insert_ignore(self, table: Table) -> Any: ...
 
+    def estimate_rows(self, conn: Any, sql: str, params: Any) -> int | None:
+        """The planner's estimate of the rows ``sql`` returns, or None when the database has none."""
+        ...
+
     def bulk_insert(
         self, conn: Any, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
     ) -> list[int]:
@@ -239,11 +243,19 @@ class SqlSession:
         more = len(items) > plan.top
         del items[plan.top :]
         count = None
-        if plan.count:
+        estimated = False
+        if plan.count and plan.estimate_count:
+            sql, values = self._plan_statement(
+                "rows", plan, lambda: self.compiler.count(plan, plan.steps, param=True, rows=True)
+            )
+            guess = self.dialect.estimate_rows(self.conn, sql, values)
+            if guess is not None and guess > plan.estimate_count:
+                count, estimated = guess, True
+        if plan.count and not estimated:
             sql, values = self._plan_statement("count", plan, lambda: self.compiler.count(plan, plan.steps, param=True))
             count = self.conn.execute(sql, values).fetchone()[0]
         self._expand(plan, items)
-        return Collection(items, count, more)
+        return Collection(items, count, more, estimated)
 
     def _expand(self, plan: ReadPlan, parents: list[Entity]) -> None:
         if not parents:

@@ -45,6 +45,9 @@ class SQLiteDialect:
     def insert_ignore(self, table: Table) -> Any:
         return sa_sqlite.insert(table).on_conflict_do_nothing()
 
+    def estimate_rows(self, conn: Any, sql: str, params: Any) -> int | None:
+        return None  # SQLite's planner keeps no row estimates to ask for: counts are exact
+
     def bulk_insert(
         self, conn: Any, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
     ) -> list[int]:
