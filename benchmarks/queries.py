@@ -1,7 +1,8 @@
-"""Read benchmarks on a large embedded store, through the HTTP API with a keep-alive client.
+"""Read and bulk-write benchmarks on a large store, through the HTTP API with a keep-alive client.
 
-    python -m benchmarks.queries                      # 10 M observations, 1,000 datastreams
+    python -m benchmarks.queries                      # 10 M observations, 1,000 datastreams, SQLite
     python -m benchmarks.queries --observations 1000000 --keep /tmp/city.db
+    python -m benchmarks.queries --db postgresql://stadsdata@127.0.0.1:25432/city   # PostgreSQL
 
 Builds (or reuses, with --keep) a database of a synthetic city through the
 store's bulk path, starts `stadsdata serve` on it, and prints:
@@ -9,7 +10,11 @@ store's bulk path, starts `stadsdata serve` on it, and prints:
 - the newest 100 Observations of a datastream: p50 / p99 latency,
 - the latest value of 1,000 datastreams in one request ($expand with $top=1),
 - $count of all Observations,
-- CreateObservations rate against a raw SQLite executemany of the same rows.
+- CreateObservations rate against a raw bulk insert of the same rows into the same database
+  (SQLite: executemany; PostgreSQL: COPY).
+
+A PostgreSQL database (--db URL, which must exist) is built when it holds no Observations yet
+and kept; the rows the bulk benchmark adds are removed again.
 """
 
 from __future__ import annotations
@@ -27,23 +32,24 @@ from pathlib import Path
 from urllib.parse import quote
 
 import orjson
+import psycopg
 from tqdm import tqdm
 
 from benchmarks.rawdb import OBSERVATION_INSERT
 from benchmarks.server import Server
 from stadsdata.model.entities import DATASTREAM, OBSERVATION, sensing_registry
 from stadsdata.model.values import GeoValue, format_instant, geometry_bounds
+from stadsdata.store import is_postgres, open_store
 from stadsdata.store.base import Tx
-from stadsdata.store.sqlite import SQLiteStore
 
 START = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z in microseconds
 CLIENTS = 2
 
 
-def build(path: Path, observations: int, datastreams: int) -> None:
+def build(db: str, observations: int, datastreams: int) -> None:
     """A city with ``datastreams`` sensors, each observed every 1–15 minutes, on the bulk path."""
     registry = sensing_registry()
-    store = SQLiteStore(path, registry, synchronous="OFF")
+    store = open_store(db, registry, synchronous="OFF")
 
     def setup(tx: Tx) -> tuple[int, list[int]]:
         types = registry.types
@@ -102,8 +108,36 @@ def build(path: Path, observations: int, datastreams: int) -> None:
                 )
                 bar.update(len(batch))
                 rows = []
-    with sqlite3.connect(path) as conn:
-        conn.execute("ANALYZE")
+    if is_postgres(db):
+        with psycopg.connect(db, autocommit=True) as pg:
+            pg.execute("VACUUM ANALYZE observations")
+    else:
+        with sqlite3.connect(db) as conn:
+            conn.execute("ANALYZE")
+
+
+def observations_in(db: str) -> int:
+    """How many Observations ``db`` holds (0 when it has no schema yet)."""
+    if is_postgres(db):
+        with psycopg.connect(db) as pg:
+            exists = pg.execute("SELECT to_regclass('observations') IS NOT NULL").fetchone()
+            if not exists or not exists[0]:
+                return 0
+            row = pg.execute("SELECT count(*) FROM observations").fetchone()
+            return int(row[0]) if row else 0
+    if not Path(db).exists():
+        return 0
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT count(*) FROM observations").fetchone()[0])
+
+
+def size_of(db: str) -> float:
+    """The database's size in MB."""
+    if is_postgres(db):
+        with psycopg.connect(db) as pg:
+            row = pg.execute("SELECT pg_database_size(current_database())").fetchone()
+            return int(row[0]) / 1e6 if row else 0.0
+    return os.path.getsize(db) / 1e6
 
 
 def timed(conn: http.client.HTTPConnection, url: str, n: int) -> list[float]:
@@ -128,17 +162,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--observations", type=int, default=10_000_000)
     parser.add_argument("--datastreams", type=int, default=1000)
-    parser.add_argument("--keep", type=Path, help="database file to build once and reuse")
+    parser.add_argument("--keep", type=Path, help="SQLite database file to build once and reuse")
+    parser.add_argument("--db", help="a PostgreSQL URL to build (when empty) and benchmark instead of SQLite")
     parser.add_argument("--requests", type=int, default=500)
     args = parser.parse_args()
 
     tmp = tempfile.TemporaryDirectory()
-    db = args.keep or Path(tmp.name) / "city.db"
-    if not db.exists():
+    db = args.db or str(args.keep or Path(tmp.name) / "city.db")
+    if not observations_in(db):
         t = time.perf_counter()
         build(db, args.observations, args.datastreams)
         print(f"built {args.observations:,} observations in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    size_mb = os.path.getsize(db) / 1e6
+    size_mb = size_of(db)
+    n_obs = observations_in(db)
     rows = []
     with Server(db) as server:
         conn = http.client.HTTPConnection("127.0.0.1", server.port)
@@ -168,9 +204,10 @@ def main() -> None:
         rows.append(("$count of all observations", f"p50 {pct(cnt, 0.5):.1f} ms", "(≤ 100 ms on PostgreSQL)"))
         api_rate, raw_rate = bulk_rates(server, db, rng)
         rows.append(("CreateObservations", f"{api_rate:,.0f} obs/s", ""))
-        rows.append(("raw SQLite executemany, same rows", f"{raw_rate:,.0f} obs/s", ""))
+        raw_name = "raw COPY, same rows" if is_postgres(db) else "raw SQLite executemany, same rows"
+        rows.append((raw_name, f"{raw_rate:,.0f} obs/s", ""))
         rows.append(("CreateObservations / raw bulk", f"{api_rate / raw_rate:.0%}", "≥ 50 %"))
-    print(f"\nstadsdata read benchmarks: {args.observations:,} observations, {n_ds} datastreams, {size_mb:,.0f} MB\n")
+    print(f"\nstadsdata read benchmarks: {n_obs:,} observations, {n_ds} datastreams, {size_mb:,.0f} MB\n")
     width = max(len(r[0]) for r in rows)
     for name, value, goal in rows:
         print(f"  {name:<{width}}  {value:<28} {goal}")
@@ -181,8 +218,8 @@ def _get(conn: http.client.HTTPConnection, url: str) -> bytes:
     return conn.getresponse().read()
 
 
-def bulk_rates(server: Server, db: Path, rng: random.Random) -> tuple[float, float]:
-    """CreateObservations of 200,000 rows in requests of 10,000, against executemany of the same rows."""
+def bulk_rates(server: Server, db: str, rng: random.Random) -> tuple[float, float]:
+    """CreateObservations of 200,000 rows in requests of 10,000, against a raw bulk insert of the same rows."""
     total, per_request = 200_000, 10_000
     base = START + 10**15
     bodies = []
@@ -220,12 +257,14 @@ def bulk_rates(server: Server, db: Path, rng: random.Random) -> tuple[float, flo
     api = total / (time.perf_counter() - t)
 
     # The baseline writes the same rows into the same database (same table size and index
-    # depth) with sqlite3 directly while the server is idle; both sets are removed afterwards,
-    # so that a --keep database stays as it was built.
+    # depth) directly while the server is idle; both sets are removed afterwards, so that a
+    # kept database stays as it was built.
+    rows = [(base + total * 1_000_000 + i * 1_000_000, rng.gauss(10, 3)) for i in range(total)]
+    if is_postgres(db):
+        return api, _raw_copy(db, rows, per_request, base)
     raw = sqlite3.connect(db, isolation_level=None)
     raw.execute("PRAGMA journal_mode=WAL")
     raw.execute("PRAGMA synchronous=FULL")
-    rows = [(base + total * 1_000_000 + i * 1_000_000, rng.gauss(10, 3)) for i in range(total)]
     t = time.perf_counter()
     for start in range(0, total, per_request):
         raw.execute("BEGIN")
@@ -235,6 +274,26 @@ def bulk_rates(server: Server, db: Path, rng: random.Random) -> tuple[float, flo
     raw.execute("DELETE FROM observations WHERE phenomenon_time_start >= ?", (base,))
     raw.close()
     return api, raw_rate
+
+
+def _raw_copy(db: str, rows: list[tuple[int, float]], per_request: int, base: int) -> float:
+    """COPY ``rows`` (start µs, result) into Datastream 1 / FeatureOfInterest 1, a transaction per request's worth."""
+    with psycopg.connect(db, autocommit=True) as pg:
+        t = time.perf_counter()
+        for start in range(0, len(rows), per_request):
+            with (
+                pg.transaction(),
+                pg.cursor() as cur,
+                cur.copy(
+                    "COPY observations (phenomenon_time_start, result_type, result_number, result_quality_type,"
+                    " datastream_id, feature_of_interest_id) FROM STDIN"
+                ) as copy,
+            ):
+                for start_us, result in rows[start : start + per_request]:
+                    copy.write_row((start_us, 2, result, 0, 1, 1))
+        rate = len(rows) / (time.perf_counter() - t)
+        pg.execute("DELETE FROM observations WHERE phenomenon_time_start >= %s", (base,))
+    return rate
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def free_port() -> int:
 class Server:
     """``with Server(db) as s:`` serves ``db`` on ``s.port`` until the block ends."""
 
-    def __init__(self, db: Path, *extra: str) -> None:
+    def __init__(self, db: Path | str, *extra: str) -> None:
         self.db = db
         self.extra = extra
         self.port = free_port()

@@ -15,7 +15,7 @@ import orjson
 import psycopg
 import sqlalchemy
 from psycopg.types.string import TextLoader
-from sqlalchemy import ColumnElement, Table, cast, func
+from sqlalchemy import Column, ColumnElement, Table, cast, func
 from sqlalchemy.dialects import postgresql as sa_pg
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
@@ -51,6 +51,13 @@ class PostgresDialect:
         return sqlalchemy.case((func.jsonb_typeof(member) == json_type, value), else_=None)
 
     def order(self, column: ColumnElement[Any], descending: bool) -> ColumnElement[Any]:
+        """SQLite's null order (first when ascending, last when descending), so both stores agree.
+
+        A column that cannot be null gets no NULLS clause: then a B-tree index serves the
+        order in either direction (``ORDER BY phenomenon_time_start DESC, id DESC``).
+        """
+        if isinstance(column, Column) and not column.nullable:
+            return column.desc() if descending else column.asc()
         return column.desc().nulls_last() if descending else column.asc().nulls_first()
 
     def index_of(self, text: ColumnElement[Any], part: ColumnElement[Any]) -> ColumnElement[Any]:
