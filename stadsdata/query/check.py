@@ -79,22 +79,22 @@ def check_expression(registry: Registry, entity: EntityType, expr: Expr, option:
             check_expression(registry, entity, arg, option)
 
 
-def check_orderby(registry: Registry, entity: EntityType, expr: Expr) -> None:
-    check_expression(registry, entity, expr, "$orderby")
+def check_orderby(registry: Registry, entity: EntityType, expr: Expr, option: str = "$orderby") -> None:
+    check_expression(registry, entity, expr, option)
     if isinstance(expr, Path):
-        resolved = resolve_path(registry, entity, expr, "$orderby")
+        resolved = resolve_path(registry, entity, expr, option)
         if any(r.many for r in resolved.relations):
             raise QuerySyntaxError(
                 f"cannot order by {'/'.join(expr.segments)}: it passes through a collection",
-                option="$orderby",
+                option=option,
                 position=expr.pos,
             )
         prop = resolved.property
         if prop is not None and prop.kind is Kind.GEOMETRY:
-            raise QuerySyntaxError(f"cannot order by the geometry {prop.name}", option="$orderby", position=expr.pos)
+            raise QuerySyntaxError(f"cannot order by the geometry {prop.name}", option=option, position=expr.pos)
         if prop is not None and prop.kind in (Kind.OBJECT, Kind.ARRAY) and not resolved.json_keys:
             raise QuerySyntaxError(
                 f"cannot order by the object {prop.name}; order by one of its members, as in {prop.name}/key",
-                option="$orderby",
+                option=option,
                 position=expr.pos,
             )

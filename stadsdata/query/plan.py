@@ -75,6 +75,9 @@ class ReadPlan:
     after: tuple[Any, ...] | None = None  # sort keys of the last row of the previous page
     # $count may be the database's estimate when that is above this many rows (0: always exact)
     estimate_count: int = 0
+    # The option the expressions were written in when that is not their own ($filter,
+    # $orderby): "$expand" for the plan of an $expand item. Errors name it.
+    within: str | None = None
 
     def selects(self, name: str) -> bool:
         return self.select is None or name in self.select
@@ -99,7 +102,9 @@ def _and(a: Expr | None, b: Expr | None) -> Expr | None:
     return BinaryOp("and", a, b)
 
 
-def _check_select(entity: EntityType, select: tuple[str, ...] | None) -> tuple[str, ...] | None:
+def _check_select(
+    entity: EntityType, select: tuple[str, ...] | None, within: str | None = None
+) -> tuple[str, ...] | None:
     if select is None:
         return None
     for name in select:
@@ -110,7 +115,7 @@ def _check_select(entity: EntityType, select: tuple[str, ...] | None) -> tuple[s
         known = [p.name for p in entity.properties] + [r.name for r in entity.relations]
         raise QuerySyntaxError(
             f"{entity.name} has no property or relation {name!r}; it has @iot.id, {', '.join(known)}",
-            option="$select",
+            option=within or "$select",
         )
     return select
 
@@ -123,19 +128,25 @@ def _options_plan(
     paging: Paging,
     steps: tuple[Step, ...],
     single: bool,
+    within: str | None = None,
 ) -> ReadPlan:
     """Plan the options for ``entity``; the policy applies to the target unless
-    ``steps`` already carry it (then the last step holds the restriction)."""
+    ``steps`` already carry it (then the last step holds the restriction).
+
+    ``within``: the option these options were written in (``$expand`` for an
+    item's nested options), which errors then name; positions already count
+    from its start.
+    """
     if options.filter is not None:
-        check_expression(registry, entity, options.filter, "$filter")
+        check_expression(registry, entity, options.filter, within or "$filter")
     for ob in options.orderby:
-        check_orderby(registry, entity, ob.expr)
+        check_orderby(registry, entity, ob.expr, within or "$orderby")
     if options.result_format not in (None, "dataArray"):
         raise QuerySyntaxError(
-            f"unknown result format {options.result_format!r}; use dataArray", option="$resultFormat"
+            f"unknown result format {options.result_format!r}; use dataArray", option=within or "$resultFormat"
         )
     if options.result_format is not None and entity.name not in ("Observation",):
-        raise QuerySyntaxError("$resultFormat=dataArray applies to Observations only", option="$resultFormat")
+        raise QuerySyntaxError("$resultFormat=dataArray applies to Observations only", option=within or "$resultFormat")
     top = paging.default_top if options.top is None else options.top
     expands = []
     for item in options.expand:
@@ -148,10 +159,11 @@ def _options_plan(
         top=min(top, paging.max_top),
         skip=options.skip or 0,
         count=bool(options.count),
-        select=_check_select(entity, options.select),
+        select=_check_select(entity, options.select, within),
         expand=tuple(expands),
         result_format=options.result_format,
         single=single,
+        within=within,
     )
 
 
@@ -165,7 +177,7 @@ def _expand_plan(registry: Registry, entity: EntityType, item: Expand, policy: P
             position=item.pos,
         )
     target = registry.target(rel)
-    plan = _options_plan(registry, target, item.options, policy, paging, (), single=not rel.many)
+    plan = _options_plan(registry, target, item.options, policy, paging, (), single=not rel.many, within="$expand")
     return ExpandPlan(rel, plan, item.options)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from typing import Any, Protocol
 
@@ -16,6 +17,7 @@ import shapely.errors
 import shapely.wkt
 from sqlalchemy import (
     ColumnElement,
+    Exists,
     FromClause,
     Integer,
     MetaData,
@@ -36,13 +38,13 @@ from sqlalchemy import (
 from sqlalchemy import String as StringType
 
 from stadsdata.errors import QuerySyntaxError
-from stadsdata.model.entities import EntityType, FkOnSource, FkOnTarget, Kind, Registry, Relation
+from stadsdata.model.entities import EntityType, FkOnSource, FkOnTarget, Kind, LinkTable, Registry, Relation
 from stadsdata.model.values import to_micros
 from stadsdata.query.ast import BinaryOp, Call, Expr, Literal, OrderBy, Path, UnaryOp
 from stadsdata.query.check import resolve_path
 from stadsdata.query.plan import ReadPlan, Step
 from stadsdata.store import codec
-from stadsdata.store.functions import Value, compile_call
+from stadsdata.store.functions import Value, any_number, compile_call
 from stadsdata.store.schema import columns_for
 
 PARENT_ID = "parent_id"
@@ -81,9 +83,9 @@ _ARITH = {
     "add": lambda a, b: a + b,
     "sub": lambda a, b: a - b,
     "mul": lambda a, b: a * b,
-    "div": lambda a, b: a / b,
-    "mod": lambda a, b: a % b,
 }
+_ARITH_OPS = ("add", "sub", "mul", "div", "mod")
+_LOGICAL = ("and", "or")
 
 
 class Compiler:
@@ -147,11 +149,29 @@ class Compiler:
         if isinstance(storage, FkOnTarget):
             return target.c[storage.column] == source.c.id
         link = self.metadata.tables[storage.table].alias()
+        # Both ends come from enclosing queries, which need not be the immediately enclosing one.
         return exists(
             select(literal(1))
             .select_from(link)
             .where(link.c[storage.source_column] == source.c.id, link.c[storage.target_column] == target.c.id)
+            .correlate_except(link)
         )
+
+    def related_rows(
+        self, rel: Relation, source: FromClause, target: FromClause
+    ) -> tuple[FromClause, ColumnElement[bool]]:
+        """What to select from to reach the ``target`` rows of ``rel`` from a ``source`` row, and the condition.
+
+        Through a link table that is ``target`` joined to the link rows, tied to
+        ``source`` by the link's source column: a flat EXISTS whose only
+        outside reference is ``source``, and which the link table's index serves.
+        """
+        storage = self.registry.storage(rel)
+        if isinstance(storage, LinkTable):
+            link = self.metadata.tables[storage.table].alias()
+            joined = target.join(link, link.c[storage.target_column] == target.c.id)
+            return joined, link.c[storage.source_column] == source.c.id
+        return target, self.related(rel, source, target)
 
     # -- statements ----------------------------------------------------------------
 
@@ -160,7 +180,8 @@ class Compiler:
     ) -> ColumnElement[bool]:
         cond = self.scope(steps, table, param) if steps else true()
         if plan.filter is not None:
-            cond = and_(cond, self.condition(plan.filter, plan.entity, table))
+            with reported_in(plan.within):
+                cond = and_(cond, self.condition(plan.filter, plan.entity, table))
         return cond
 
     def page(self, plan: ReadPlan, columns: Sequence[str], steps: Sequence[Step], param: bool = False) -> Select[Any]:
@@ -171,7 +192,8 @@ class Compiler:
         pages stay correct while rows are inserted concurrently.
         """
         table = self.table(plan.entity)
-        keys = self.sort_keys(plan.orderby, plan.entity, table)
+        with reported_in(plan.within or "$orderby"):
+            keys = self.sort_keys(plan.orderby, plan.entity, table)
         where = self.where(plan, table, steps, param)
         if plan.after is not None:
             where = and_(where, self.after(keys, plan.after))
@@ -228,21 +250,20 @@ class Compiler:
     # -- expressions ----------------------------------------------------------------
 
     def condition(self, expr: Expr, entity: EntityType, table: FromClause) -> ColumnElement[bool]:
-        if isinstance(expr, BinaryOp) and expr.op in ("and", "or"):
+        if isinstance(expr, BinaryOp) and expr.op in _LOGICAL:
             left = self.condition(expr.left, entity, table)
             right = self.condition(expr.right, entity, table)
             return and_(left, right) if expr.op == "and" else or_(left, right)
         if isinstance(expr, UnaryOp) and expr.op == "not":
-            return not_(self.condition(expr.operand, entity, table))
+            return negation(expr.operand, self.condition(expr.operand, entity, table))
         related = self._through_relation(expr, entity, table)
         if related is not None:
             return related
         if isinstance(expr, BinaryOp) and expr.op in _COMPARE:
-            return compare(
-                expr.op,
-                self.value(expr.left, entity, table, "$filter"),
-                self.value(expr.right, entity, table, "$filter"),
-            )
+            a = self.value(expr.left, entity, table, "$filter")
+            b = self.value(expr.right, entity, table, "$filter")
+            check_comparable(expr, a, b)
+            return compare(expr.op, a, b)
         value = self.value(expr, entity, table, "$filter")
         if value.kind == "bool":
             return value.sql == true()
@@ -284,7 +305,8 @@ class Compiler:
         alias = self.table(target).alias()
         inner = _strip_relation(expr, first)
         cond = self.condition(inner, target, alias)
-        return exists(select(literal(1)).select_from(alias).where(self.related(rel, table, alias), cond))
+        rows, link = self.related_rows(rel, table, alias)
+        return exists(select(literal(1)).select_from(rows).where(link, cond))
 
     def value(self, expr: Expr, entity: EntityType, table: FromClause, option: str) -> Value:
         if isinstance(expr, Literal):
@@ -318,14 +340,19 @@ class Compiler:
         if isinstance(expr, UnaryOp) and expr.op == "neg":
             inner = self.value(expr.operand, entity, table, option)
             return Value("number", -_number(inner, expr))
-        if isinstance(expr, BinaryOp) and expr.op in _ARITH:
+        if isinstance(expr, BinaryOp) and expr.op in _ARITH_OPS:
             left = _number(self.value(expr.left, entity, table, option), expr.left)
             right = _number(self.value(expr.right, entity, table, option), expr.right)
             if expr.op == "div":
-                return Value("number", left * 1.0 / right)
+                # NULLIF: division by zero is null (PostgreSQL would fail the whole query).
+                return Value("number", left * 1.0 / func.nullif(right, 0))
+            if expr.op == "mod":
+                return Value("number", modulo(left, right))
             return Value("number", _ARITH[expr.op](left, right))
         if isinstance(expr, (BinaryOp, UnaryOp)):
-            return Value("bool", self.condition(expr, entity, table))
+            cond = self.condition(expr, entity, table)
+            # A condition used as a value: comparisons and and/or are true or false, never null.
+            return Value("bool", cond.is_(true()) if _two_valued(expr, cond) else cond)
         assert isinstance(expr, Call)
         args = [self.value(arg, entity, table, option) for arg in expr.args]
         return compile_call(expr, args, self.dialect)
@@ -359,6 +386,30 @@ class Compiler:
         if inner.kind == "any":
             return Value("any", wrap(inner.cols[1]), cols=tuple(wrap(c) for c in inner.cols))
         return Value(inner.kind, wrap(inner.sql), None if inner.end is None else wrap(inner.end))
+
+
+@contextmanager
+def reported_in(option: str | None) -> Iterator[None]:
+    """Report the errors raised inside as errors of ``option`` (when given).
+
+    The expressions of an ``$expand`` item are written inside the ``$expand``
+    value, and their positions count from its start (see ``options.py``), so
+    an error in one is an error of ``$expand`` at that position, not of a
+    ``$filter`` the request does not have.
+    """
+    try:
+        yield
+    except QuerySyntaxError as exc:
+        if option is None or exc.details.get("option") == option:
+            raise
+        raise relabelled(exc, option) from None
+
+
+def relabelled(exc: QuerySyntaxError, option: str) -> QuerySyntaxError:
+    """``exc`` as an error of ``option``, at the same position."""
+    old, position = exc.details.get("option", ""), exc.details.get("position")
+    prefix = f"{old} at position {position}: " if position is not None else f"{old}: "
+    return QuerySyntaxError(exc.message.removeprefix(prefix), option=option, position=position)
 
 
 def _paths(expr: Expr) -> Iterator[Path]:
@@ -397,8 +448,76 @@ def _number(value: Value, expr: Expr) -> ColumnElement[Any]:
     if value.kind in ("number", "time"):
         return value.sql
     if value.kind == "any":
-        return value.cols[1]
+        return any_number(value)
     raise QuerySyntaxError(f"expected a number, found a {value.kind}", option="$filter", position=_pos(expr))
+
+
+def _start(expr: Expr) -> int:
+    """Where the text of ``expr`` starts (a binary operation's own position is its operator's)."""
+    while isinstance(expr, BinaryOp):
+        expr = expr.left
+    return _pos(expr)
+
+
+def _two_valued(expr: Expr, compiled: ColumnElement[bool]) -> bool:
+    """Whether ``expr`` is true or false in the standard even where its SQL is NULL.
+
+    OData lifts comparisons so that a null operand makes them false (except
+    ``eq null`` and ``ne null``), and ``and``/``or`` treat null as false. SQL
+    gives NULL instead, which only differs from false under a ``not`` (or as a
+    value). A function call such as ``startswith(result, 'x')`` stays null
+    when its argument is null, and so does ``not`` of null. An EXISTS is never
+    NULL.
+    """
+    if isinstance(compiled, Exists):
+        return False
+    return isinstance(expr, BinaryOp) and (expr.op in _COMPARE or expr.op in _LOGICAL)
+
+
+def negation(operand: Expr, compiled: ColumnElement[bool]) -> ColumnElement[bool]:
+    """``not operand``, with the standard's null semantics (see ``_two_valued``).
+
+    Only a ``not`` needs the ``IS NOT TRUE`` form, so plain comparisons keep
+    the shape that indexes serve (``phenomenon_time_start > ?``).
+    """
+    if _two_valued(operand, compiled):
+        return compiled.is_not(true())
+    return not_(compiled)
+
+
+def modulo(a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``a mod b`` as in OData and C: the sign follows the dividend; null when ``b`` is 0.
+
+    Integer operands keep SQL's integer ``%``. Others use ``a - b * trunc(a / b)``
+    because SQLite's ``%`` converts its operands to integers (2.5 % 2 is 0) and
+    PostgreSQL has no ``%`` for double precision.
+    """
+    divisor = func.nullif(b, 0)
+    if isinstance(a.type, Integer) and isinstance(b.type, Integer):
+        return a % divisor
+    return a - b * func.trunc(a / divisor)
+
+
+_KIND_NOUNS = {"number": "number", "bool": "boolean", "time": "date-time", "interval": "date-time", "timeofday": "time"}
+
+
+def check_comparable(expr: BinaryOp, left: Value, right: Value) -> None:
+    """Refuse comparing a string with a number, boolean or time, which can never be equal or ordered.
+
+    Untyped values (JSON members, the result, null) may be compared with anything.
+    """
+    kinds = {left.kind, right.kind}
+    if "string" not in kinds:
+        return
+    other = next((k for k in (left.kind, right.kind) if k in _KIND_NOUNS), None)
+    if other is None:
+        return
+    noun = _KIND_NOUNS[other]
+    raise QuerySyntaxError(
+        f"cannot compare a string with a {noun} ({expr.op}); a string compares with text, as in name eq 'x'",
+        option="$filter",
+        position=_start(expr),
+    )
 
 
 def literal_value(lit: Literal) -> Value:

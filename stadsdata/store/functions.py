@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, literal, or_
 
 from stadsdata.errors import QuerySyntaxError
-from stadsdata.model.values import now_micros
+from stadsdata.model.values import MAX_MICROS, MIN_MICROS, now_micros
 from stadsdata.query.ast import Call
+from stadsdata.store import codec
 
 DAY_US = 86_400_000_000
 GEO_PREDICATES = {
@@ -57,6 +58,16 @@ class Value:
         return self.as_type(kind) if self.as_type is not None else self.sql
 
 
+def any_number(v: Value) -> ColumnElement[Any]:
+    """The number of an untyped value (``kind`` any), NULL when it holds no number.
+
+    The number column also holds a boolean as 1.0 or 0.0 (for its index); arithmetic
+    and the math functions must not see those.
+    """
+    tag, number = v.cols[0], v.cols[1]
+    return case((or_(tag == codec.INT, tag == codec.FLOAT), number), else_=None)
+
+
 def _error(call: Call, message: str) -> QuerySyntaxError:
     return QuerySyntaxError(f"{call.name}(): {message}", option="$filter", position=call.pos)
 
@@ -77,7 +88,7 @@ def _number(call: Call, v: Value) -> ColumnElement[Any]:
     if v.kind == "number":
         return v.sql
     if v.kind == "any":
-        return v.cols[1]
+        return any_number(v)
     raise _error(call, f"expects a number, found a {v.kind}")
 
 
@@ -140,13 +151,17 @@ def compile_call(call: Call, args: list[Value], dialect: Any) -> Value:
         return Value("number", literal(0))  # times are stored and returned in UTC
     if name == "now":
         return Value("time", literal(now_micros()))
-    if name == "mindatetime":
-        return Value("time", _interval(call, a[0])[0])
+    if name == "mindatetime":  # no arguments (OData): the earliest date-time there is
+        return Value("time", literal(MIN_MICROS))
     if name == "maxdatetime":
-        return Value("time", _interval(call, a[0])[1])
-    if name in ("round", "floor", "ceiling"):
+        return Value("time", literal(MAX_MICROS))
+    if name == "round":
+        # Halves away from zero on every store: PostgreSQL rounds a double's halves to even.
         n = _number(call, a[0])
-        return Value("number", {"round": func.round, "floor": func.floor, "ceiling": func.ceil}[name](n))
+        return Value("number", case((n < 0, -func.floor(0.5 - n)), else_=func.floor(n + 0.5)))
+    if name in ("floor", "ceiling"):
+        n = _number(call, a[0])
+        return Value("number", {"floor": func.floor, "ceiling": func.ceil}[name](n))
     if name in GEO_PREDICATES:
         return _geo_predicate(call, GEO_PREDICATES[name], a[0], a[1], dialect)
     if name == "st_relate":

@@ -10,27 +10,22 @@ import datetime as dt
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
 from starlette.testclient import TestClient
 
-from stadsdata.api.app import create_app
-from stadsdata.settings import Settings
-from tests.query.city import BASE, DS, THINGS, City, ObsDef, build_city
+from tests.query.city import BASE, DS, THINGS, City, ObsDef
 
 # A square around Roombeek: it holds both Roombeek wells and the Roombeek grid polygon.
 Q = "POLYGON((6.885 52.224, 6.905 52.224, 6.905 52.236, 6.885 52.236, 6.885 52.224))"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, City]]:
-    db = Path(tmp_path_factory.mktemp("golden")) / "city.db"
-    app = create_app(Settings(db=str(db), synchronous="NORMAL"))
-    with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as client:
-        yield client, build_city(client)
+def env(city_env: tuple[TestClient, City]) -> tuple[TestClient, City]:
+    """The fixture city, on every store (see ``conftest.py``)."""
+    return city_env
 
 
 def get(client: TestClient, url: str, status: int = 200) -> Any:
@@ -94,6 +89,7 @@ class Case:
     expected: Callable[[City], set[int]]
     entity_set: str = "Observations"
     bug: str | None = None
+    postgres_bug: str | None = None  # a known bug of the PostgreSQL store only
 
 
 T2 = t("2026-01-01T02:00:00Z")
@@ -164,22 +160,37 @@ FILTER_CASES: list[Case] = [
     Case("Datastream/name eq 'level R40' and result div 0 gt 1", obs(lambda o: False)),
     Case("Datastream/name eq 'level R40' and result mod 3 eq 1", obs(r(lambda v: math.fmod(v, 3) == 1), "level R40")),
     Case(
-        "Datastream/name eq 'level R12' and result mod 2 eq 0.5",
-        obs(r(lambda v: math.fmod(v, 2) == 0.5), "level R12"),
-        bug="mod truncates decimal operands to integers (SQLite %): 2.5 mod 2 gives 0, not 0.5",
+        "Datastream/name eq 'level R12' and result mod 2 eq 0.5", obs(r(lambda v: math.fmod(v, 2) == 0.5), "level R12")
     ),
+    Case(
+        "Datastream/name eq 'level L7' and result mod 1.5 eq -0.5",
+        obs(r(lambda v: math.fmod(v, 1.5) == -0.5), "level L7"),
+    ),
+    Case("Datastream/name eq 'level R12' and result mod 0 eq 0", obs(lambda o: False)),
+    Case("Datastream/name eq 'level R12' and not (result mod 0 eq 0)", obs(lambda o: True, "level R12")),
+    Case("-7 mod 2 eq -1 and 7 mod -2 eq 1 and 7.5 mod 2 eq 1.5", obs(lambda o: True)),
     Case("Datastream/name eq 'level R12' and -result gt 1", obs(r(lambda v: -v > 1), "level R12")),
     Case("Datastream/name eq 'level R12' and -(result sub 3) gt 0", obs(r(lambda v: -(v - 3) > 0), "level R12")),
     Case(
         "Datastream/name eq 'level R40' and not (result add 1 gt 5)",
         obs(lambda o: not (num(o.result) and o.result + 1 > 5), "level R40"),
-        bug="a comparison whose operand is null (arithmetic on a null result) is SQL NULL, so not(...) drops the row",
     ),
+    Case("Datastream/name eq 'door Pathmos' and result add 0 gt 0.5", obs(lambda o: False)),
+    Case("Datastream/name eq 'door Pathmos' and not (result add 0 gt 0.5)", obs(lambda o: True, "door Pathmos")),
+    Case("Datastream/name eq 'door Pathmos' and round(result) eq 1", obs(lambda o: False)),
+    # -- a comparison with a null operand is false, so a not above it is true
     Case(
-        "Datastream/name eq 'door Pathmos' and result add 0 gt 0.5",
-        obs(lambda o: False),
-        bug="arithmetic on a boolean result treats true as 1.0 (result gt 0.5 does not match booleans)",
+        "not (resultTime gt 2026-01-02T00:00:00Z)",
+        obs(lambda o: o.result_time is None or o.result_time <= t("2026-01-02T00:00:00Z")),
     ),
+    Case("not (length(result) gt 3)", obs(lambda o: not (isinstance(o.result, str) and len(o.result) > 3))),
+    Case("not (result eq 'ok' or result eq 'warn')", obs(lambda o: o.result not in ("ok", "warn"))),
+    Case(
+        "not not (resultTime le 2026-01-02T00:00:00Z)",
+        obs(lambda o: o.result_time is not None and o.result_time <= t("2026-01-02T00:00:00Z")),
+    ),
+    # a function of a null argument stays null, and so does not() of it
+    Case("not startswith(result, 'o')", obs(s(lambda v: not v.startswith("o")))),
     # -- string functions
     Case("substringof('ok', result)", obs(s(lambda v: "ok" in v))),
     Case("startswith(name, 'Well')", things("Well Roombeek 12", "Well Roombeek 40", "Well Lasonder 7"), "Things"),
@@ -211,8 +222,9 @@ FILTER_CASES: list[Case] = [
     Case("totaloffsetminutes(phenomenonTime) eq 0", obs(lambda o: True)),
     Case("now() gt 2020-01-01T00:00:00Z and Datastream/name eq 'log L7'", obs(lambda o: True, "log L7")),
     # mindatetime() and maxdatetime() take no arguments (OData): the earliest and latest date-time.
-    Case("phenomenonTime gt mindatetime()", obs(lambda o: True), bug="mindatetime() (no arguments) answers 500"),
-    Case("phenomenonTime lt maxdatetime()", obs(lambda o: True), bug="maxdatetime() (no arguments) answers 500"),
+    Case("phenomenonTime gt mindatetime()", obs(lambda o: True)),
+    Case("phenomenonTime lt maxdatetime()", obs(lambda o: True)),
+    Case("mindatetime() lt 0001-01-01T00:00:01Z and maxdatetime() gt 9999-12-31T23:59:59Z", obs(lambda o: True)),
     Case(
         "resultTime sub duration'PT5M' eq 2026-01-02T00:00:00Z",
         obs(lambda o: o.start == t("2026-01-02T00:00:00Z"), "pm10 Centrum"),
@@ -287,14 +299,34 @@ FILTER_CASES: list[Case] = [
         "Locations",
     ),
     Case("geo.distance(location, geography'POINT(6.8937 52.2215)') eq 0", locations("Oude Markt"), "Locations"),
-    Case("geo.length(location) gt 0", locations("Roombeek grid"), "Locations"),
+    Case(
+        "geo.length(location) gt 0",
+        locations("Roombeek grid"),
+        "Locations",
+        postgres_bug="geo.length of a polygon is its perimeter on SQLite (shapely) but 0 on PostGIS (ST_Length)",
+    ),
     Case("geo.length(geography'LINESTRING(0 0, 3 4)') eq 5", lambda c: set(c.locations.values()), "Locations"),
     Case(f"st_within(FeatureOfInterest/feature, geography'{Q}')", obs(lambda o: True, "level R12", "level R40")),
     Case(
         f"st_within(Locations/location, geography'{Q}')",
         things("Well Roombeek 12", "Well Roombeek 40", "Roombeek grid", "Spare unit"),
         "Things",
-        bug="a filter through a many-to-many relation (Things' Locations) matches every Thing",
+    ),
+    Case(
+        f"st_within(Thing/Locations/location, geography'{Q}')",
+        datastreams(*[d.name for d in DS.values() if d.thing in ("Well Roombeek 12", "Well Roombeek 40")]),
+        "Datastreams",
+    ),
+    Case(
+        f"not st_within(Locations/location, geography'{Q}')",
+        things(
+            *[
+                n.name
+                for n in THINGS
+                if n.name not in ("Well Roombeek 12", "Well Roombeek 40", "Roombeek grid", "Spare unit")
+            ]
+        ),
+        "Things",
     ),
     # -- temporal functions (half-open intervals; an instant is [t, t])
     Case("before(phenomenonTime, 2026-01-01T03:00:00Z)", obs(lambda o: before(o.start, o.last, T3, T3))),
@@ -354,18 +386,10 @@ FILTER_CASES: list[Case] = [
         lambda c: {c.observed_properties[n] for n in ("PM10", "door open")},
         "ObservedProperties",
     ),
-    Case(
-        "Locations/name eq 'Roombeek grid'",
-        things("Roombeek grid", "Spare unit"),
-        "Things",
-        bug="a filter through a many-to-many relation (Things' Locations) matches every Thing",
-    ),
-    Case(
-        "Things/name eq 'Spare unit'",
-        locations("Depot Marssteden", "Roombeek grid"),
-        "Locations",
-        bug="a filter through a many-to-many relation (Locations' Things) matches every Location",
-    ),
+    Case("Locations/name eq 'Roombeek grid'", things("Roombeek grid", "Spare unit"), "Things"),
+    Case("Locations/name eq 'Roombeek grid' and Locations/name eq 'Depot Marssteden'", things("Spare unit"), "Things"),
+    Case("Things/Datastreams/name eq 'level R40'", locations("Roombeek 40"), "Locations"),
+    Case("Things/name eq 'Spare unit'", locations("Depot Marssteden", "Roombeek grid"), "Locations"),
     # -- paths into JSON
     Case("properties/buurt eq 'Roombeek'", things("Well Roombeek 12", "Well Roombeek 40", "Roombeek grid"), "Things"),
     Case("properties/depth gt 3", things("Well Roombeek 12", "Well Roombeek 40"), "Things"),
@@ -389,7 +413,9 @@ FILTER_CASES: list[Case] = [
     ],
     ids=[f"{c.entity_set}:{c.filter}" for c in FILTER_CASES],
 )
-def test_filter(env: tuple[TestClient, City], case: Case) -> None:
+def test_filter(env: tuple[TestClient, City], case: Case, request: pytest.FixtureRequest) -> None:
+    if case.postgres_bug and request.node.callspec.params.get("city_env") == "postgresql":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=f"bug: {case.postgres_bug}"))
     client, city = env
     doc = get(client, f"{case.entity_set}?$filter={quote(case.filter)}&$top=10000&$select=id&$count=true")
     found = [v["@iot.id"] for v in doc["value"]]
@@ -724,25 +750,25 @@ BAD: list[Bad] = [
     Bad("$filter=geo.distance(name, geography'POINT(1 2)') lt 1", "$filter", 0, ("geometry",)),
     Bad("$filter=name eq 2026-13-01", "$filter", 8, ("date",)),
     Bad("$filter=name eq 'a' and st_within(location, geography'POINT(1 2')", "$filter", None, ()),
-    Bad("$filter=name gt 3", "$filter", 0, ("string",), bug="comparing a string property with a number is not refused"),
-    Bad(
-        "$filter=name eq true",
-        "$filter",
-        0,
-        ("string",),
-        bug="comparing a string property with a boolean is not refused",
-    ),
+    Bad("$filter=name gt 3", "$filter", 0, ("string",)),
+    Bad("$filter=name eq true", "$filter", 0, ("string",)),
+    Bad("$filter=3 lt name", "$filter", 0, ("string",)),
+    Bad("$filter=name eq 'a' or tolower(name) ne 3", "$filter", 15, ("string",)),
+    Bad("$filter=description gt 2026-01-01T00:00:00Z", "$filter", 0, ("string",)),
     Bad("$orderby=Datastreams/name", "$orderby", 0, ("collection",)),
     Bad("$orderby=name sideways", "$orderby", 5, ()),
     Bad("$expand=Foo", "$expand", 0, ("Foo",)),
     Bad("$expand=Datastreams($filter=name gt)", "$expand", 27, ("')'",)),
+    Bad("$expand=Datastreams($filter=nme eq 'x')", "$expand", 20, ("nme",)),
+    Bad("$expand=Datastreams($filter=name gt 3)", "$expand", 20, ("string",)),
+    Bad("$expand=Datastreams($orderby=nme)", "$expand", 21, ("nme",)),
     Bad(
-        "$expand=Datastreams($filter=nme eq 'x')",
+        "$expand=Datastreams($expand=Observations($filter=length(result) eq 1 and year(result) eq 1))",
         "$expand",
-        20,
-        ("nme",),
-        bug="a path error in a $filter nested in $expand is reported as option $filter, with an offset into $expand",
+        65,
+        ("year",),
     ),
+    Bad("$expand=Datastreams($select=nme)", "$expand", None, ("nme",)),
     Bad("$expand=Datastreams($top=x)", "$expand", 17, ()),
     Bad("$top=-1", "$top", 0, ("non-negative",)),
     Bad("$select=nothing", "$select", None, ("nothing",)),
