@@ -54,9 +54,19 @@ def distance(a: str | None, b: str | None) -> float | None:
     return float(ga.distance(gb))
 
 
+def _linear_length(g: shapely.Geometry) -> float:
+    """The length of the curves in ``g`` (OGC Simple Features, as PostGIS ST_Length):
+    points and surfaces have none, so a polygon's length is 0, not its perimeter."""
+    if isinstance(g, (shapely.LineString, shapely.MultiLineString)):
+        return float(g.length)
+    if isinstance(g, shapely.GeometryCollection) and not isinstance(g, (shapely.MultiPoint, shapely.MultiPolygon)):
+        return sum(_linear_length(part) for part in g.geoms)
+    return 0.0
+
+
 def length(a: str | None) -> float | None:
     ga = parse(a) if a else None
-    return None if ga is None else float(ga.length)
+    return None if ga is None else _linear_length(ga)
 
 
 def register(conn: sqlite3.Connection) -> None:
