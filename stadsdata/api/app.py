@@ -196,7 +196,7 @@ class Api:
     async def batch(self, request: Request) -> Response:
         """POST /$batch, in the OData JSON format or the multipart/mixed format."""
         ctype = request.headers.get("content-type", "")
-        runner = batch.Batch(request.app, self.service.store, request, VERSION_PATH)
+        runner = batch.Batch(request.app, self.service.store, self.registry, request, VERSION_PATH)
         if ctype.lower().startswith("multipart/mixed"):
             raw = await self.raw_body(request)
             results = await runner.run(batch.parse_multipart_batch(raw, ctype))

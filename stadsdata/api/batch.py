@@ -5,7 +5,8 @@ other request, so it passes the same parsing, planning, access policy and
 error handling. Requests of one atomicity group (JSON) or change set
 (multipart) run in one store transaction: they all commit, or none does.
 A URL may start with ``$<id>`` to refer to the entity created by an earlier
-request of the batch (OData's Content-ID referencing).
+request of the batch (OData's Content-ID referencing), and a body may link to
+it with ``{"@iot.id": "$<id>"}`` (STA 1.1 clause 11).
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message
 
 from stadsdata.errors import BadRequest
+from stadsdata.model.entities import Registry
 from stadsdata.store.base import Store
 
 MAX_REQUESTS = 1000
 _REF = re.compile(r"^\$([A-Za-z0-9_.-]+)(.*)$")
+_CREATED = re.compile(r"/([A-Za-z]+)\((\d+)\)$")
 
 
 @dataclass
@@ -60,12 +63,43 @@ class SubResponse:
 class Batch:
     """Runs the inner requests of one ``$batch`` request against ``app``."""
 
-    def __init__(self, app: ASGIApp, store: Store, request: Request, prefix: str) -> None:
+    def __init__(self, app: ASGIApp, store: Store, registry: Registry, request: Request, prefix: str) -> None:
         self.app = app
         self.store = store
         self.request = request
         self.prefix = prefix  # "/v1.1"
         self.locations: dict[str, str] = {}  # request id → path of the entity it created
+        # relation name → entity set it leads to (the names are the same from every type)
+        self.targets = {rel.name: registry.target(rel).set_name for t in registry for rel in t.relations}
+
+    def _resolve_body(self, sub: SubRequest) -> bytes:
+        """``sub``'s body with each ``{"@iot.id": "$<id>"}`` replaced by the id request ``<id>`` created."""
+        if b'"$' not in sub.body or "json" not in sub.headers.get("content-type", "json").lower():
+            return sub.body
+        try:
+            doc = orjson.loads(sub.body)
+        except orjson.JSONDecodeError:
+            return sub.body  # the request itself reports it
+        return orjson.dumps(self._resolve(doc, None, sub.id))
+
+    def _resolve(self, value: Any, target: str | None, rid: str) -> Any:
+        if isinstance(value, list):
+            return [self._resolve(v, target, rid) for v in value]
+        if not isinstance(value, dict):
+            return value
+        out = {k: self._resolve(v, self.targets.get(k), rid) for k, v in value.items()}
+        ref = value.get("@iot.id")
+        if isinstance(ref, str) and ref.startswith("$"):
+            location = self.locations.get(ref[1:])
+            m = _CREATED.search(location or "")
+            if m is None:
+                raise BadRequest(f"request {rid}: {ref!r} refers to no entity created earlier in this batch")
+            if target is not None and m.group(1) != target:
+                raise BadRequest(
+                    f"request {rid}: {ref!r} is one of the {m.group(1)}, where one of the {target} belongs"
+                )
+            out["@iot.id"] = int(m.group(2))
+        return out
 
     def _target(self, url: str) -> tuple[str, str]:
         """Path and query string of an inner request's URL (relative, absolute path, full URL, or $ref)."""
@@ -87,6 +121,7 @@ class Batch:
 
     async def run_one(self, sub: SubRequest) -> SubResponse:
         path, query = self._target(sub.url)
+        body = self._resolve_body(sub)
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in sub.headers.items()]
         auth = self.request.headers.get("authorization")
         if auth and "authorization" not in {k.lower() for k in sub.headers}:
@@ -110,7 +145,7 @@ class Batch:
             if sent:
                 return {"type": "http.disconnect"}
             sent = True
-            return {"type": "http.request", "body": sub.body, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
 
         status = 500
         out_headers: dict[str, str] = {}
@@ -185,6 +220,7 @@ class Batch:
             pass
         if failure is None:
             return list(zip(chunk, responses, strict=True))
+        failed.add(chunk[0].group or "")
         for sub in chunk:
             failed.add(sub.id)
             self.locations.pop(sub.id, None)
@@ -208,6 +244,7 @@ def parse_json_batch(doc: object) -> list[SubRequest]:
         raise BadRequest('a JSON batch is an object {"requests": [{"id": "1", "method": "GET", "url": "Things"}, ...]}')
     subs: list[SubRequest] = []
     seen: set[str] = set()
+    groups: set[str] = set()
     for n, item in enumerate(doc["requests"]):
         where = f"requests[{n}]"
         if not isinstance(item, dict):
@@ -216,7 +253,7 @@ def parse_json_batch(doc: object) -> list[SubRequest]:
         method, url = item.get("method"), item.get("url")
         if not isinstance(rid, str) or not rid:
             raise BadRequest(f"{where}.id must be a non-empty string")
-        if rid in seen:
+        if rid in seen or rid in groups:
             raise BadRequest(f"{where}.id {rid!r} is used twice")
         seen.add(rid)
         if not isinstance(method, str) or method.upper() not in ("GET", "POST", "PATCH", "PUT", "DELETE"):
@@ -234,13 +271,23 @@ def parse_json_batch(doc: object) -> list[SubRequest]:
         group = item.get("atomicityGroup")
         if group is not None and not isinstance(group, str):
             raise BadRequest(f"{where}.atomicityGroup must be a string")
+        previous = subs[-1].group if subs else None
+        if group is not None and group != previous and group in groups:
+            raise BadRequest(f"{where}: the requests of atomicity group {group!r} must be adjacent")
+        if group is not None and (group in seen or group == rid):
+            raise BadRequest(f"{where}: atomicity group {group!r} has the name of a request; names must be unique")
         depends = item.get("dependsOn") or []
-        if not isinstance(depends, list) or not all(isinstance(d, str) and d in seen for d in depends):
-            raise BadRequest(f"{where}.dependsOn must list ids of earlier requests")
+        earlier = seen | (groups - {group})
+        if not isinstance(depends, list) or not all(isinstance(d, str) and d in earlier for d in depends):
+            raise BadRequest(
+                f"{where}.dependsOn must list ids of earlier requests or atomicity groups (other than its own)"
+            )
         body = b"" if item.get("body") is None else orjson.dumps(item["body"])
         if body and not any(k.lower() == "content-type" for k in headers):
             headers = {**headers, "content-type": "application/json"}
         subs.append(SubRequest(rid, method, url, dict(headers), body, group, list(depends)))
+        if group is not None:
+            groups.add(group)
     return subs
 
 
@@ -356,6 +403,10 @@ def multipart_batch_response(results: list[tuple[SubRequest, SubResponse]]) -> R
         j = i
         while j < len(results) and results[j][0].group == sub.group:
             j += 1
+        if resp.status >= 400:  # a failed change set: one response for all its requests (OData 4.0 §11.7.4)
+            out += f"--{boundary}\r\n".encode() + _http_part(resp, None) + b"\r\n"
+            i = j
+            continue
         changeset = f"changesetresponse_{uuid.uuid4()}"
         inner = b""
         for csub, cresp in results[i:j]:

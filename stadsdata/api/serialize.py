@@ -117,6 +117,8 @@ class Serializer:
                 out[name] = dataarray.format_collection(sub, data, self.base, None)["value"]
                 if data.count is not None:
                     out[f"{name}@iot.count"] = data.count
+                if data.more:
+                    out[f"{name}@iot.nextLink"] = f"{link}/{name}?{next_query}"
             elif isinstance(data, Collection):
                 if data.count is not None:
                     out[f"{name}@iot.count"] = data.count

@@ -346,13 +346,8 @@ def test_reference_to_a_rolled_back_entity_fails(client: TestClient) -> None:
     assert names(client, "Datastreams") == ["level"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a non-adjacent atomicityGroup is split into separate transactions: POST a (group g) commits "
-    "though c (group g) fails. OData JSON 4.01 §19.1: requests of a group MUST be adjacent; the batch "
-    "should be refused with 400 (or the group kept atomic)",
-)
-def test_non_adjacent_atomicity_group_is_refused_or_atomic(client: TestClient) -> None:
+def test_non_adjacent_atomicity_group_is_refused(client: TestClient) -> None:
+    """OData JSON 4.01 §19.1: the requests of an atomicity group must be adjacent."""
     doc = {
         "requests": [
             req("a", "POST", "Sensors", f.sensor("in g"), atomicityGroup="g"),
@@ -361,7 +356,24 @@ def test_non_adjacent_atomicity_group_is_refused_or_atomic(client: TestClient) -
         ]
     }
     r = client.post(f"{V}/$batch", json=doc)
-    assert r.status_code == 400 or "in g" not in names(client, "Sensors"), r.text
+    assert r.status_code == 400 and "atomicity group 'g' must be adjacent" in r.json()["message"], r.text
+    assert names(client, "Sensors") == []
+
+
+@pytest.mark.parametrize(
+    ("requests", "message"),
+    [
+        ([req("g", "GET", "Things"), req("b", "GET", "Things", atomicityGroup="g")], "has the name of a request"),
+        ([req("a", "POST", "Sensors", f.sensor("x"), atomicityGroup="a")], "has the name of a request"),
+        ([req("a", "POST", "Sensors", f.sensor("x"), atomicityGroup="g"), req("g", "GET", "Things")], "used twice"),
+        ([req("a", "POST", "Sensors", f.sensor("x"), atomicityGroup="g", dependsOn=["g"])], "other than its own"),
+    ],
+)
+def test_group_names_are_unique_and_not_depended_on_from_inside(
+    client: TestClient, requests: list[dict[str, Any]], message: str
+) -> None:
+    r = client.post(f"{V}/$batch", json={"requests": requests})
+    assert r.status_code == 400 and message in r.json()["message"], r.text
 
 
 # -- dependsOn and $<id> references ----------------------------------------------------------------------------------
@@ -405,12 +417,6 @@ def test_depends_on_a_failed_request_is_424_and_the_rest_runs(client: TestClient
     assert names(client, "Sensors") == ["Keller 36XW", "free"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='bug: an entity reference {"@iot.id": "$<id>"} in a request body is not resolved (400 "Sensor.@iot.id '
-    "must be an integer id, not '$s'\"); STA 1.1 clause 11 (referencing new entities in a change set) links a "
-    'new Datastream to a Sensor created in the same change set with "Sensor": {"@iot.id": "$<Content-ID>"}',
-)
 def test_body_reference_to_an_entity_created_earlier(client: TestClient) -> None:
     setup_thing(client)
     responses = batch(
@@ -429,11 +435,6 @@ def test_body_reference_to_an_entity_created_earlier(client: TestClient) -> None
     assert get(client, "Datastreams(2)/Sensor?$select=name") == {"name": "Diver"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='bug: dependsOn naming an atomicity group is refused (400 "requests[1].dependsOn must list ids of earlier '
-    'requests"); OData JSON 4.01 §19.1 lets dependsOn name the id or the atomicityGroup of a preceding request',
-)
 def test_depends_on_an_atomicity_group(client: TestClient) -> None:
     doc = {
         "requests": [
@@ -444,6 +445,39 @@ def test_depends_on_an_atomicity_group(client: TestClient) -> None:
     r = client.post(f"{V}/$batch", json=doc)
     assert r.status_code == 200, r.text
     assert [x["status"] for x in r.json()["responses"]] == [201, 200]
+
+
+def test_depends_on_a_failed_atomicity_group_is_424(client: TestClient) -> None:
+    responses = batch(
+        client,
+        req("a", "POST", "Sensors", f.sensor("in g"), atomicityGroup="g"),
+        req("c", "POST", "Sensors", {"name": 5}, atomicityGroup="g"),
+        req("b", "GET", "Sensors", dependsOn=["g"]),
+    )
+    assert [x["status"] for x in responses] == [400, 400, 424]
+    assert_json_error(responses[2], 424, "depends on failed request g")
+    assert names(client, "Sensors") == []
+
+
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [
+        ({"Sensor": {"@iot.id": "$t"}}, "'$t' is one of the Things, where one of the Sensors belongs"),
+        ({"Sensor": {"@iot.id": "$nope"}}, "'$nope' refers to no entity created earlier in this batch"),
+    ],
+)
+def test_body_reference_of_the_wrong_type_or_unknown_is_400(
+    client: TestClient, reference: dict[str, Any], message: str
+) -> None:
+    setup_thing(client)
+    responses = batch(
+        client,
+        req("t", "POST", "Things", f.thing("T2")),
+        req("ds", "POST", "Datastreams", datastream_body("d2", **reference)),
+    )
+    assert [x["status"] for x in responses] == [201, 400]
+    assert_json_error(responses[1], 400, message)
+    assert names(client, "Datastreams") == ["level"]
 
 
 # -- errors ----------------------------------------------------------------------------------------------------------
@@ -623,12 +657,6 @@ def test_multipart_failing_changeset_rolls_back_only_itself(client: TestClient) 
     assert names(client, "Sensors") == ["Keller 36XW", "before"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a failed change set is answered as a multipart/mixed change set repeating the error once per "
-    "request; OData 4.0 Part 1 §11.7.4 (which STA 1.1 clause 11 adopts): a failed change set gets a single "
-    "application/http response that applies to all its requests",
-)
 def test_multipart_failed_changeset_is_one_response(client: TestClient) -> None:
     setup_thing(client)
     raw = multipart(
@@ -644,12 +672,6 @@ def test_multipart_failed_changeset_is_one_response(client: TestClient) -> None:
     assert only.status == 400 and "name must be a string" in only.json()["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='bug: an entity reference {"@iot.id": "$1"} in a change-set request body is not resolved (400 '
-    "\"Sensor.@iot.id must be an integer id, not '$1'\"); STA 1.1 clause 11's change-set example links the new "
-    'Datastream to the Sensor of Content-ID 1 with "Sensor": {"@iot.id": "$1"}',
-)
 def test_multipart_body_reference_to_an_entity_created_earlier(client: TestClient) -> None:
     setup_thing(client)
     raw = multipart(
