@@ -37,6 +37,7 @@ UNIT_PM = {
     "definition": "http://qudt.org/vocab/unit/MicroGM-PER-M3",
 }
 UNIT_NONE = {"name": "none", "symbol": "", "definition": "http://qudt.org/vocab/unit/UNITLESS"}
+UNIT_CELSIUS = {"name": "degree Celsius", "symbol": "°C", "definition": "http://qudt.org/vocab/unit/DEG_C"}
 UNIT_BIKES = {"name": "bicycles", "symbol": "bikes", "definition": "http://qudt.org/vocab/unit/NUM"}
 
 
@@ -60,7 +61,15 @@ LOCATIONS: dict[str, dict[str, Any]] = {
 }
 
 SENSORS = ["Keller 36XW", "SDS011", "Status panel", "Eco-Counter"]
-OBSERVED_PROPERTIES = ["groundwater level", "PM10", "station status", "door open", "bicycle count", "bicycle flow"]
+OBSERVED_PROPERTIES = [
+    "groundwater level",
+    "PM10",
+    "station status",
+    "door open",
+    "bicycle count",
+    "bicycle flow",
+    "air temperature",
+]
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ DATASTREAMS: list[DatastreamDef] = [
     DatastreamDef("log L7", "Well Lasonder 7", UNIT_NONE, GENERIC, "Status panel", "station status"),
     DatastreamDef("pm10 Centrum", "Air Centrum", UNIT_PM, MEASUREMENT, "SDS011", "PM10"),
     DatastreamDef("status Centrum", "Air Centrum", UNIT_NONE, CATEGORY, "Status panel", "station status"),
+    DatastreamDef("temp Centrum", "Air Centrum", UNIT_CELSIUS, MEASUREMENT, "SDS011", "air temperature"),
     DatastreamDef("pm10 Pathmos", "Air Pathmos", UNIT_PM, MEASUREMENT, "SDS011", "PM10"),
     DatastreamDef("door Pathmos", "Air Pathmos", UNIT_NONE, TRUTH, "Status panel", "door open"),
     DatastreamDef("count Hengelosestraat", "Bikes Hengelosestraat", UNIT_BIKES, COUNT, "Eco-Counter", "bicycle count"),
@@ -189,6 +199,9 @@ LOG_L7: list[Any] = [
 ]
 
 
+TEMP_HOURS = 3000
+
+
 def observation_defs() -> list[ObsDef]:
     """Every Observation of the city, in creation order per Datastream."""
     obs: list[ObsDef] = []
@@ -218,6 +231,10 @@ def observation_defs() -> list[ObsDef]:
                 parameters={"calibrated": i % 3 == 0, "method": "beta"},
             )
         )
+    # A long series: hourly for 125 days, so that paging, ordering and time filters meet thousands of rows.
+    start = dt.datetime(2025, 9, 1, tzinfo=UTC)
+    for i in range(TEMP_HOURS):
+        obs.append(ObsDef("temp Centrum", start + i * HOUR, None, (i * 37 % 80 - 20) * 0.25))
     start = dt.datetime(2026, 1, 2, 0, 30, tzinfo=UTC)
     for i in range(24):
         obs.append(ObsDef("status Centrum", start + i * 2 * HOUR, None, STATUSES[i % len(STATUSES)]))

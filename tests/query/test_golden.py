@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 from starlette.testclient import TestClient
 
-from tests.query.city import BASE, DS, THINGS, City, ObsDef
+from tests.query.city import BASE, DS, TEMP_HOURS, THINGS, City, ObsDef
 
 # A square around Roombeek: it holds both Roombeek wells and the Roombeek grid polygon.
 Q = "POLYGON((6.885 52.224, 6.905 52.224, 6.905 52.236, 6.885 52.236, 6.885 52.224))"
@@ -357,7 +357,9 @@ FILTER_CASES: list[Case] = [
         obs(lambda o: o.start < T3, "count Hengelosestraat"),
     ),
     # -- paths through relations
-    Case("Datastream/Thing/name eq 'Air Centrum'", obs(lambda o: True, "pm10 Centrum", "status Centrum")),
+    Case(
+        "Datastream/Thing/name eq 'Air Centrum'", obs(lambda o: True, "pm10 Centrum", "status Centrum", "temp Centrum")
+    ),
     Case("Datastream/Thing/properties/buurt eq 'Roombeek'", obs(lambda o: True, "level R12", "level R40")),
     Case("Datastream/ObservedProperty/name eq 'PM10'", obs(lambda o: True, "pm10 Centrum", "pm10 Pathmos")),
     Case("Thing/name eq 'Air Pathmos'", datastreams("pm10 Pathmos", "door Pathmos"), "Datastreams"),
@@ -426,7 +428,7 @@ def test_filter(env: tuple[TestClient, City], case: Case) -> None:
 
 def test_the_city_is_as_defined(env: tuple[TestClient, City]) -> None:
     client, city = env
-    assert get(client, "Observations?$count=true&$top=0")["@iot.count"] == len(city.observations) == 324
+    assert get(client, "Observations?$count=true&$top=0")["@iot.count"] == len(city.observations) == 324 + TEMP_HOURS
     assert get(client, "Things?$count=true&$top=0")["@iot.count"] == len(THINGS)
     o = next(city.obs("count Hengelosestraat"))
     doc = get(client, f"Observations({o.id})")
@@ -508,6 +510,26 @@ def follow(client: TestClient, doc: Any, key: str = "@iot.nextLink") -> Iterator
         doc = get(client, f"{u.path}?{u.query}")
 
 
+def test_paging_a_long_series_newest_first(env: tuple[TestClient, City]) -> None:
+    """Thousands of rows of one Datastream, newest first, page after page over nextLink, in a time window."""
+    client, city = env
+    ds = city.datastreams["temp Centrum"]
+    window = "phenomenonTime ge 2025-10-01T00:00:00Z and phenomenonTime lt 2025-12-01T00:00:00Z"
+    first = get(
+        client,
+        f"Datastreams({ds})/Observations?$filter={quote(window)}&$orderby=phenomenonTime desc"
+        "&$top=700&$count=true&$select=id,phenomenonTime,result",
+    )
+    pages = list(follow(client, first))
+    assert first["@iot.count"] == (30 + 31) * 24
+    assert [len(p["value"]) for p in pages] == [700, 700, 64]
+    lo, hi = dt.datetime(2025, 10, 1, tzinfo=dt.UTC), dt.datetime(2025, 12, 1, tzinfo=dt.UTC)
+    expected = sorted((o for o in city.obs("temp Centrum") if lo <= o.start < hi), key=lambda o: o.start, reverse=True)
+    rows = [v for p in pages for v in p["value"]]
+    assert [(v["@iot.id"], v["result"]) for v in rows] == [(o.id, o.result) for o in expected]
+    assert rows[0]["phenomenonTime"] == "2025-11-30T23:00:00Z"
+
+
 def test_count_with_filter_and_paging(env: tuple[TestClient, City]) -> None:
     client, city = env
     doc = get(client, "Observations?$filter=Datastream/name eq 'door Pathmos'&$count=true&$top=2&$select=id")
@@ -539,7 +561,8 @@ def test_top_zero_with_count(env: tuple[TestClient, City]) -> None:
 def test_default_top_is_100(env: tuple[TestClient, City]) -> None:
     client, city = env
     pages = list(follow(client, get(client, "Observations?$select=id")))
-    assert [len(p["value"]) for p in pages] == [100, 100, 100, 24]
+    n = len(city.observations)
+    assert [len(p["value"]) for p in pages] == [100] * (n // 100) + [n % 100]
     assert [v["@iot.id"] for p in pages for v in p["value"]] == sorted(o.id for o in city.observations)
 
 
@@ -560,8 +583,9 @@ def test_expand_three_levels_with_options(env: tuple[TestClient, City]) -> None:
     [thing] = loc["Things"]
     assert thing["name"] == "Air Centrum"
     assert set(thing) == {"name", "Datastreams"}
-    assert [d["name"] for d in thing["Datastreams"]] == ["status Centrum", "pm10 Centrum"]
-    status, pm10 = thing["Datastreams"]
+    assert [d["name"] for d in thing["Datastreams"]] == ["temp Centrum", "status Centrum", "pm10 Centrum"]
+    temp, status, pm10 = thing["Datastreams"]
+    assert temp["Observations"] == [] and temp["Observations@iot.count"] == 0  # never above 20 °C
     assert status["ObservedProperty"] == {"name": "station status"}
     assert pm10["ObservedProperty"] == {"name": "PM10"}
     assert status["Observations"] == []
