@@ -84,6 +84,18 @@ def _writer(
     prefix = f"{base}/{entity.set_name}("
     source = f"lambda e: (lambda v, link: {{{', '.join(members)}}})(e.values, {prefix!r} + str(e.id) + ')')"
     scope = {"_instant": format_instant, "_interval": format_interval}
+    omit = tuple(p.name for p in entity.properties if p.omit_null and (select is None or p.name in select))
+    if omit:
+        write = eval(source, scope)  # noqa: S307 - as below
+
+        def without_nulls(e: Entity) -> dict[str, Any]:
+            out: dict[str, Any] = write(e)
+            for name in omit:
+                if out[name] is None:
+                    del out[name]
+            return out
+
+        return without_nulls
     return eval(source, scope)  # type: ignore[no-any-return]  # noqa: S307 - registry names and fixed templates
 
 

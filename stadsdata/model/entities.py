@@ -35,7 +35,9 @@ class Property:
     ``required``: must be given on create (and PUT). ``nullable``: may be
     ``null``. ``generated``: the server maintains it; clients may send it on
     create but the server overwrites it when its sources change.
-    ``column`` is the base column name in the store.
+    ``column`` is the base column name in the store. ``omit_null``: left out
+    of responses when null (``properties``: clients such as frost-sta-client
+    and pygeoapi take a present member for an object).
     """
 
     name: str
@@ -44,6 +46,7 @@ class Property:
     required: bool = False
     nullable: bool = True
     generated: bool = False
+    omit_null: bool = False
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ def _common(*extra: Property, name: bool = True, description: bool = True) -> tu
     return (*props, *extra)
 
 
-_PROPERTIES = Property("properties", Kind.OBJECT, "properties")
+_PROPERTIES = Property("properties", Kind.OBJECT, "properties", omit_null=True)
 _ENCODING = Property("encodingType", Kind.URI, "encoding_type", required=True, nullable=False)
 
 THING = EntityType(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import shapely.geometry
@@ -80,18 +80,23 @@ def _day(days: int) -> str:
     return (_EPOCH + dt.timedelta(days=days)).strftime("%Y-%m-%dT")
 
 
+@cache  # at most 86,400 entries
+def _clock(of_day: int) -> str:
+    hours, rest = divmod(of_day, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
 def format_instant(us: Micros) -> str:
     """ISO 8601 in UTC with a ``Z``; milli- or microseconds only when there are any.
 
-    On the hot path of every response: the date part is cached, the rest is arithmetic.
+    On the hot path of every response: the date part and the time of day are cached.
     """
     seconds, frac = divmod(us, 1_000_000)
     days, of_day = divmod(seconds, 86_400)
-    hours, rest = divmod(of_day, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = f"{_day(days)}{hours:02d}:{minutes:02d}:{secs:02d}"
     if not frac:
-        return text + "Z"
+        return _day(days) + _clock(of_day) + "Z"
+    text = _day(days) + _clock(of_day)
     if frac % 1000 == 0:
         return f"{text}.{frac // 1000:03d}Z"
     return f"{text}.{frac:06d}Z"

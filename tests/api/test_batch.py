@@ -193,7 +193,6 @@ def test_json_batch_runs_get_post_patch_delete_in_order(client: TestClient) -> N
         "@iot.id": 2,
         "@iot.selfLink": f"{BASE}/Sensors(2)",
         **f.sensor("Diver"),
-        "properties": None,
         "Datastreams@iot.navigationLink": f"{BASE}/Sensors(2)/Datastreams",
         "MultiDatastreams@iot.navigationLink": f"{BASE}/Sensors(2)/MultiDatastreams",
     }

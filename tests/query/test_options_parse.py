@@ -120,6 +120,8 @@ def test_select_errors(text: str, position: int, fragment: str) -> None:
     [
         ("result desc", (OrderBy(P("result"), True),)),
         ("result asc", (OrderBy(P("result"), False),)),
+        ("result DESC", (OrderBy(P("result"), True),)),  # OData 4.01: asc/desc are case-insensitive
+        ("result Asc", (OrderBy(P("result"), False),)),
         ("result", (OrderBy(P("result"), False),)),
         ("year(phenomenonTime) asc", (OrderBy(Call("year", (P("phenomenonTime"),)), False),)),
         ("phenomenonTime desc, @iot.id", (OrderBy(P("phenomenonTime"), True), OrderBy(P("@iot.id"), False))),
