@@ -77,7 +77,8 @@ def parse_instant_or_interval(text: object, field: str) -> tuple[Micros, Micros 
 
 @lru_cache(maxsize=4096)
 def _day(days: int) -> str:
-    return (_EPOCH + dt.timedelta(days=days)).strftime("%Y-%m-%dT")
+    d = _EPOCH + dt.timedelta(days=days)
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}T"  # strftime's %Y leaves years below 1000 unpadded
 
 
 @cache  # at most 86,400 entries

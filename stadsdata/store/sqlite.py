@@ -112,7 +112,8 @@ class SQLiteStore(ThreadedStore):
         if not write:
             conn.execute("PRAGMA query_only=ON")
             # Reads through memory mapping: no read() call per page (about a fifth off a page of rows).
-            conn.execute("PRAGMA mmap_size=1073741824")
+            # As much of the file as SQLite allows (it clamps this to its compile-time maximum).
+            conn.execute("PRAGMA mmap_size=1099511627776")
         geometry.register(conn)
         return conn
 

@@ -1142,6 +1142,14 @@ def test_out_of_range_time_is_400(seeded: TestClient, entity_set: str, key: str,
     assert seeded.get(f"{V}/{entity_set}").status_code == 200
 
 
+@pytest.mark.parametrize("time", ["0001-01-01T00:00:00Z", "0643-02-04T13:39:24.500Z", "9999-12-31T23:59:59.999999Z"])
+def test_early_and_late_years_read_back_as_written(seeded: TestClient, time: str) -> None:
+    """Years below 1000 are written with four digits (strftime's %Y leaves them unpadded)."""
+    r = seeded.post(f"{V}/Observations", json={**valid_body("Observations"), "phenomenonTime": time})
+    assert r.status_code == 201, r.text
+    assert seeded.get(r.headers["location"]).json()["phenomenonTime"] == time
+
+
 @pytest.mark.parametrize("time", OUT_OF_RANGE_TIMES)
 def test_out_of_range_time_in_create_observations_is_a_row_error(seeded: TestClient, time: str) -> None:
     r = seeded.post(f"{V}/CreateObservations", json=[_group(dataArray=[[time, 1]])])
