@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from stadsdata.api import batch, dataarray
+from stadsdata.api import batch, dataarray, ops
 from stadsdata.api.serialize import Serializer
 from stadsdata.errors import (
     BadRequest,
@@ -56,6 +56,8 @@ READ = ("GET", "HEAD")
 METHODS = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"]
 POST_ONLY = (VERSION_PATH + "/CreateObservations", VERSION_PATH + "/$batch")
 JSON_PATCH = "application/json-patch+json"
+# Path segments of the routes outside the entity sets (for the route classes of metrics).
+OPS_SEGMENTS = ("CreateObservations", "$batch", "health", "live", "ready", "metrics", "api", "api.html")
 
 
 def encode_skiptoken(keys: tuple[Any, ...]) -> str:
@@ -191,6 +193,10 @@ class Api:
         results = await self.service.create_observations(groups)
         base = self.base_url(request)
         links = [r if isinstance(r, str) else f"{base}/Observations({r})" for r in results]
+        errors = sum(isinstance(r, str) for r in results)
+        request.app.state.metrics.ingested.labels("http").inc(len(results) - errors)
+        if errors:
+            request.app.state.metrics.rejected.labels("http").inc(errors)
         return json_response(links, 201)
 
     async def batch(self, request: Request) -> Response:
@@ -224,6 +230,8 @@ class Api:
         if method == "POST":
             body, _ = await self.body(request)
             created = await self.service.create(path, body)
+            if path.target.name == "Observation":
+                request.app.state.metrics.ingested.labels("http").inc()
             doc = serializer.entity(path.target, created)
             return json_response(doc, 201, {"Location": doc["@iot.selfLink"]})
         if method == "DELETE":
@@ -317,9 +325,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             return method_not_allowed(request, allowed_at(request.url.path))
         return json_response({"code": "http-error", "message": exc.detail}, exc.status_code, dict(exc.headers or {}))
 
+    stopping = False
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        nonlocal stopping
         yield
+        stopping = True
         await store.close()
 
     def allowed_at(url_path: str) -> tuple[str, ...]:
@@ -332,6 +344,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         except STAError:
             return READ
 
+    from starlette.routing import Mount
+
+    from stadsdata.api import openapi
+
+    docs = openapi.Docs(registry, api.base_url)  # GET /v1.1/api (OpenAPI) and /v1.1/api.html (Swagger UI)
+
     # Every route takes every method, so that a wrong method gets a 405 here instead of
     # falling through to the next route that matches the path.
     app = Starlette(
@@ -343,12 +361,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 Route(p, only(("POST",), e), methods=METHODS)
                 for p, e in zip(POST_ONLY, (api.create_observations, api.batch), strict=True)
             ),
+            Route(VERSION_PATH + "/api", only(READ, docs.document), methods=METHODS),
+            Route(VERSION_PATH + "/api.html", only(READ, docs.page), methods=METHODS),
+            Mount(VERSION_PATH + "/api-assets", docs.assets),
             Route(VERSION_PATH + "/{path:path}", api.resource, methods=METHODS),
         ],
         exception_handlers={STAError: sta_error, HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )
+    metrics = ops.Metrics()
+    metrics.watch_store(store)
+    app.router.routes.extend(ops.routes(metrics, store, lambda: stopping))
+    app.add_middleware(ops.RequestLog, metrics=metrics, known=ops.known_segments(registry, OPS_SEGMENTS))
     app.state.service = service
     app.state.store = store
     app.state.settings = settings
+    app.state.metrics = metrics
     return app

@@ -115,4 +115,15 @@ class Store(Protocol):
 
     def register_deferred(self, key: str, fn: DeferredFn) -> None: ...
 
+    on_timing: Callable[[str, float], None] | None
+    """Called with ("read" | "write", seconds) after each read transaction and write batch."""
+
+    async def ping(self) -> None:
+        """Answer a trivial query (readiness)."""
+        ...
+
+    def gauges(self) -> dict[str, Callable[[], float]]:
+        """Current sizes by name (connections, queued writes), for metrics."""
+        ...
+
     async def close(self) -> None: ...

@@ -19,6 +19,7 @@ import contextvars
 import logging
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -112,6 +113,8 @@ class ThreadedStore:
         self._channel: contextvars.ContextVar[queue.SimpleQueue[Any] | None] = contextvars.ContextVar(
             f"stadsdata-transaction-{id(self)}", default=None
         )
+        self.on_timing: Callable[[str, float], None] | None = None
+        """Called with ("read" | "write", seconds) after each read transaction and write batch (metrics)."""
 
     # -- what a store supplies -----------------------------------------------------------
 
@@ -154,12 +157,26 @@ class ThreadedStore:
 
     def _in_read_tx(self, fn: Callable[[SqlSession], T]) -> T:
         session = self._reader_session()
+        start = time.perf_counter()
         # One snapshot for all statements of the request (page, count, expands).
         session.conn.execute(self.begin_read)
         try:
             return fn(session)
         finally:
             session.conn.execute("COMMIT")
+            if self.on_timing is not None:
+                self.on_timing("read", time.perf_counter() - start)
+
+    async def ping(self) -> None:
+        """Answer a trivial query through a reader connection (readiness)."""
+        await self.run_read(lambda s: s.conn.execute("SELECT 1").fetchall())
+
+    def gauges(self) -> dict[str, Callable[[], float]]:
+        """Current sizes, for metrics: reader connections open, writes queued."""
+        return {
+            "reader_connections": lambda: float(len(self._reader_connections)),
+            "queued_writes": lambda: float(self._queue.qsize()),
+        }
 
     async def read(self, plan: ReadPlan) -> Entity | Collection | None:
         return await self.run_read(lambda s: s.read(plan))
@@ -312,6 +329,7 @@ class ThreadedStore:
         transaction rolled back and the batch run again with a savepoint around
         each unit, so that the failing unit alone is undone.
         """
+        start = time.perf_counter()
         try:
             try:
                 # A transaction() conversation talks to its caller while it runs: never run it twice.
@@ -326,6 +344,8 @@ class ThreadedStore:
             by_loop.setdefault(item[0].loop, []).append(item)
         for loop, items in by_loop.items():  # one wake-up per event loop, not per unit
             loop.call_soon_threadsafe(_resolve_all, items)
+        if self.on_timing is not None:
+            self.on_timing("write", time.perf_counter() - start)
 
     def _attempt(
         self, conn: Any, session: SqlSession, batch: list[_Unit], *, isolate: bool
