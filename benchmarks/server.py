@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -39,11 +40,15 @@ class Server:
             str(self.port),
             *self.extra,
         ]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+        # The server logs a line per request, as it does in production: to a file, not a pipe
+        # that nobody reads while it runs (a full pipe would stop the server).
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log, env=os.environ.copy())
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"the server stopped: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+                self.log.seek(0)
+                raise SystemExit(f"the server stopped: {self.log.read().decode(errors='replace')[-3000:]}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
                 conn.request("GET", "/v1.1")

@@ -1,15 +1,33 @@
-"""Settings: one model, passed to the application factory; nothing is read at import time."""
+"""Settings: one model, passed to the application factory; nothing is read at import time.
+
+The values are checked when a ``Settings`` is made (``SettingsError`` names the field); where they
+come from (a TOML file, ``STADSDATA_*`` environment variables, command-line flags) is
+``stadsdata.config``'s business.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
+
+SYNCHRONOUS = ("FULL", "NORMAL")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(ValueError):
+    """A setting with a value it may not have; ``key`` is the field's name."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
 
 
 @dataclass(frozen=True)
 class Settings:
     db: str = "stadsdata.db"
-    """The database: a file path for the embedded SQLite store."""
+    """The database: a SQLite file path, or a PostgreSQL URL ``postgresql://user:password@host:port/name``."""
     host: str = "127.0.0.1"
     port: int = 8080
     base_url: str | None = None
@@ -21,6 +39,56 @@ class Settings:
     """With ``Prefer: count=estimated``, a $count the database estimates above this many rows is that estimate."""
     synchronous: str = "FULL"
     """SQLite ``PRAGMA synchronous``: FULL survives power loss; NORMAL survives process crashes only."""
+    log_level: str = "INFO"
+    """INFO logs one line per request; WARNING only problems."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check(f.name, getattr(self, f.name))
+        if self.default_top > self.max_top:
+            raise SettingsError("default_top", f"{self.default_top} is above max_top ({self.max_top})")
 
     def db_path(self) -> Path:
         return Path(self.db)
+
+
+# field -> (type, optional, lowest value for integers)
+KINDS: dict[str, tuple[type, bool, int | None]] = {
+    "db": (str, False, None),
+    "host": (str, False, None),
+    "port": (int, False, 1),
+    "base_url": (str, True, None),
+    "default_top": (int, False, 1),
+    "max_top": (int, False, 1),
+    "max_body_bytes": (int, False, 1),
+    "estimated_count_above": (int, False, 0),
+    "synchronous": (str, False, None),
+    "log_level": (str, False, None),
+}
+
+
+def check(key: str, value: Any) -> None:
+    """Raise ``SettingsError`` unless ``value`` is fit for the field ``key``."""
+    kind, optional, lowest = KINDS[key]
+    if value is None:
+        if optional:
+            return
+        raise SettingsError(key, "must be set")
+    if kind is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise SettingsError(key, f"must be an integer, not {type(value).__name__} {value!r}")
+        if key == "port" and not 1 <= value <= 65535:
+            raise SettingsError(key, f"{value} is out of range: a port is 1 to 65535")
+        if lowest is not None and value < lowest:
+            raise SettingsError(key, f"{value} is too small: at least {lowest}")
+        return
+    if not isinstance(value, str):
+        raise SettingsError(key, f"must be a string, not {type(value).__name__} {value!r}")
+    if not value.strip():
+        raise SettingsError(key, "must not be empty")
+    if key == "synchronous" and value not in SYNCHRONOUS:
+        raise SettingsError(key, f"{value!r} is neither FULL nor NORMAL")
+    if key == "log_level" and value not in LOG_LEVELS:
+        raise SettingsError(key, f"{value!r} is none of {', '.join(LOG_LEVELS)}")
+    if key == "base_url" and not value.startswith(("http://", "https://")):
+        raise SettingsError(key, f"{value!r} is not an http:// or https:// URL")

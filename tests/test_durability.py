@@ -37,7 +37,18 @@ class Served:
     def __init__(self, db: Path) -> None:
         self.port = _free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stadsdata.cli", "serve", "--db", str(db), "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "stadsdata.cli",
+                "serve",
+                "--db",
+                str(db),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "WARNING",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
