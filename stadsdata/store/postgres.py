@@ -37,6 +37,7 @@ def sqlalchemy_url(dsn: str) -> str:
 class PostgresDialect:
     sa_dialect: Dialect = PGDialect_psycopg()  # type: ignore[no-untyped-call]
     bbox_prefilter = False  # the GiST index on the geometry columns does that
+    lateral_expand = True  # one statement for all parents: each statement is a round trip
 
     def json_member(self, column: ColumnElement[Any], keys: Sequence[str]) -> ColumnElement[Any]:
         return cast(column, JSONB)[list(keys)]

@@ -10,10 +10,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from sqlalchemy import MetaData, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import BigInteger, MetaData, Select, Table, bindparam, delete, func, insert, select, true, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.elements import BindParameter, ClauseElement
 
 from stadsdata.model.entities import EntityType, FkOnSource, LinkTable, Registry, Relation
 from stadsdata.query.ast import BinaryOp, Call, Expr, UnaryOp
@@ -25,6 +27,9 @@ from stadsdata.store.compile import PARENT_ID, Compiler, SqlDialect
 
 class SqlStoreDialect(SqlDialect, Protocol):
     sa_dialect: Dialect
+    lateral_expand: bool
+    """Expand all parents in one statement (unnest(ids) CROSS JOIN LATERAL page), where each statement
+    is a round trip to a server; an embedded database runs one cheap statement per parent instead."""
 
     def insert_ignore(self, table: Table) -> Any: ...
 
@@ -272,8 +277,15 @@ class SqlSession:
             page_for = _parent_binder(page_params)
             decode = shape.decode
             execute = self.conn.execute
+            together = None
+            if self.dialect.lateral_expand and len(parents) > 1:
+                together = self._lateral_rows(self.compiler.page(sub, shape.columns, steps, param=True), parents)
             for parent in parents:
-                items = [decode(r) for r in execute(page_sql, page_for(parent.id)).fetchall()]
+                if together is not None:
+                    rows = together.get(parent.id, ())
+                else:
+                    rows = execute(page_sql, page_for(parent.id)).fetchall()
+                items = [decode(r) for r in rows]
                 if sub.single:
                     parent.expanded[ep.relation.name] = items[0] if items else None
                     children.extend(items[:1])
@@ -286,6 +298,30 @@ class SqlSession:
                 parent.expanded[ep.relation.name] = Collection(items, count, more)
                 children.extend(items)
             self._expand(sub, children)
+
+    def _lateral_rows(self, page: Select[Any], parents: list[Entity]) -> dict[int, list[Any]]:
+        """The rows of ``page`` for every parent in one statement, by parent id, each parent's in page order.
+
+        ``page`` is the statement for one parent (its id a bind parameter); here that parameter
+        becomes the column of ``unnest(:parent_ids)``, and the page a LATERAL subquery run per id.
+        A LATERAL subquery is run as a nested loop, which returns each parent's rows in its order.
+        """
+        unnest = func.unnest(bindparam("parent_ids", type_=ARRAY(BigInteger)))
+        ids = unnest.table_valued("pid").render_derived().alias("p")
+
+        def to_column(element: Any) -> Any:
+            if isinstance(element, BindParameter) and element.key == PARENT_ID:
+                return ids.c.pid
+            return None
+
+        inner = visitors.replacement_traverse(page, {}, to_column)  # type: ignore[call-overload]
+        assert isinstance(inner, Select)
+        lateral = inner.subquery().lateral("s")
+        sql, params = self._compile(select(ids.c.pid, lateral).select_from(ids.join(lateral, true())))
+        out: dict[int, list[Any]] = {}
+        for row in self.conn.execute(sql, params({"parent_ids": [p.id for p in parents]})).fetchall():
+            out.setdefault(row[0], []).append(row[1:])
+        return out
 
     # -- writing ---------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ class SQLiteDialect:
         return func.json_extract(column, path)
 
     bbox_prefilter = True  # geometry predicates are Python functions: test the bounding boxes first
+    lateral_expand = False  # a statement per parent costs no round trip on an embedded database
 
     def json_as(self, member: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
         return member  # json_extract gives SQL values of the member's own type
