@@ -10,7 +10,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from sqlalchemy import BigInteger, MetaData, Select, Table, bindparam, delete, func, insert, select, true, update
+from sqlalchemy import (
+    BigInteger,
+    MetaData,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import visitors
@@ -309,9 +322,14 @@ class SqlSession:
         unnest = func.unnest(bindparam("parent_ids", type_=ARRAY(BigInteger)))
         ids = unnest.table_valued("pid").render_derived().alias("p")
 
+        # A column named in text, not ids.c.pid: a subquery that used the column would take ``p``
+        # into its own FROM list (SQLAlchemy does not correlate across the LATERAL boundary), and
+        # then see every parent instead of the one of its row.
+        pid = literal_column("p.pid", BigInteger)
+
         def to_column(element: Any) -> Any:
             if isinstance(element, BindParameter) and element.key == PARENT_ID:
-                return ids.c.pid
+                return pid
             return None
 
         inner = visitors.replacement_traverse(page, {}, to_column)  # type: ignore[call-overload]
