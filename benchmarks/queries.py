@@ -11,6 +11,9 @@ store's bulk path, starts `stadsdata serve` on it, and prints:
   datastream after the start, then in the steady state (random datastreams),
 - the latest value of 1,000 datastreams in one request ($expand with $top=1),
 - $count of all Observations,
+- hourly means (Europe/Amsterdam) of one datastream over a year with $apply, for a sensor
+  reporting every 10 minutes (the synthetic city's typical rate) and one reporting every minute;
+  both year-long datastreams are added through the bulk path when the database lacks them,
 - CreateObservations rate against a raw bulk insert of the same rows into the same database
   (SQLite: executemany; PostgreSQL: COPY).
 
@@ -117,6 +120,65 @@ def build(db: str, observations: int, datastreams: int) -> None:
             conn.execute("ANALYZE")
 
 
+YEAR_START = 1_735_686_000_000_000  # 2025-01-01T00:00:00+01:00 (local midnight in Enschede)
+YEAR_END = 1_767_222_000_000_000  # 2026-01-01T00:00:00+01:00
+
+
+def year_series(db: str, minutes: int) -> int:
+    """The id of a Datastream observed every ``minutes`` through 2025, added on the bulk path if missing."""
+    name = f"year every {minutes} min"
+    found = _sql(db, "SELECT id FROM datastreams WHERE name = {}", name)
+    if found:
+        return int(found[0])
+    registry = sensing_registry()
+    store = open_store(db, registry, synchronous="OFF")
+    thing, sensor, prop, foi = (int(_sql(db, f"SELECT min(id) FROM {t}")[0]) for t in _PARENTS)
+
+    def create(tx: Tx) -> int:
+        return tx.insert(
+            DATASTREAM,
+            {
+                "name": name,
+                "description": f"one value every {minutes} minutes through 2025",
+                "unitOfMeasurement": {"name": "m", "symbol": "m", "definition": "x"},
+                "observationType": "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement",
+            },
+            {"thing_id": thing, "sensor_id": sensor, "observed_property_id": prop},
+        )
+
+    ds = store.write_sync(create)
+    rng = random.Random(minutes)
+    times = range(YEAR_START, YEAR_END, minutes * 60_000_000)
+    with tqdm(total=len(times), unit="obs", desc=name, file=sys.stderr) as bar:
+        for i in range(0, len(times), 50_000):
+            batch = [((t, None), round(rng.gauss(10, 3), 2), ds, foi) for t in times[i : i + 50_000]]
+            store.write_sync(
+                lambda tx, batch=batch: tx.insert_many(
+                    OBSERVATION, ("phenomenonTime", "result"), ("datastream_id", "feature_of_interest_id"), batch
+                )
+            )
+            bar.update(len(batch))
+    _analyze(db)
+    return ds
+
+
+_PARENTS = ("things", "sensors", "observed_properties", "features_of_interest")
+
+
+def _sql(db: str, query: str, *args: object) -> tuple[object, ...] | None:
+    """One row of ``query`` ({} marks a parameter) on either database."""
+    if is_postgres(db):
+        with psycopg.connect(db) as pg:
+            return pg.execute(query.replace("{}", "%s"), args).fetchone()
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(query.replace("{}", "?"), args).fetchone()
+        return tuple(row) if row else None
+
+
+def _analyze(db: str) -> None:
+    _analyze(db)
+
+
 def observations_in(db: str) -> int:
     """How many Observations ``db`` holds (0 when it has no schema yet)."""
     if is_postgres(db):
@@ -174,6 +236,7 @@ def main() -> None:
         t = time.perf_counter()
         build(db, args.observations, args.datastreams)
         print(f"built {args.observations:,} observations in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    year_ids = [(minutes, year_series(db, minutes)) for minutes in (10, 1)]
     size_mb = size_of(db)
     n_obs = observations_in(db)
     rows = []
@@ -206,6 +269,22 @@ def main() -> None:
         rows.append((f"latest value of {min(n_ds, 1000)} datastreams", f"p50 {pct(lv, 0.5):.1f} ms", "≤ 50 ms"))
         cnt = timed(conn, "/v1.1/Observations?$count=true&$top=0", 5)
         rows.append(("$count of all observations", f"p50 {pct(cnt, 0.5):.1f} ms", "(≤ 100 ms on PostgreSQL)"))
+        hourly = quote(
+            f"filter(phenomenonTime ge {format_instant(YEAR_START)} and phenomenonTime lt {format_instant(YEAR_END)})"
+            "/groupby((bucket(phenomenonTime,duration'PT1H','Europe/Amsterdam') as hour),"
+            "aggregate(result with average as mean))"
+        )
+        for minutes, ds in year_ids:
+            url = f"/v1.1/Datastreams({ds})/Observations?$top=10000&$apply={hourly}"
+            groups = len(orjson.loads(_get(conn, url))["value"])
+            hm = timed(conn, url, 10)
+            rows.append(
+                (
+                    f"hourly means over a year, every {minutes} min",
+                    f"p50 {pct(hm, 0.5):.1f} ms ({groups:,} hours)",
+                    "≤ 100 ms" if minutes == 10 else "",
+                )
+            )
         api_rate, raw_rate = bulk_rates(server, db, rng)
         rows.append(("CreateObservations", f"{api_rate:,.0f} obs/s", ""))
         raw_name = "raw COPY, same rows" if is_postgres(db) else "raw SQLite executemany, same rows"

@@ -79,7 +79,8 @@ class Service:
         def run(tx: Tx) -> Entity | Collection | None:
             data = tx.read(plan)
             parent = path.parent
-            if isinstance(data, Collection) and not data.items and parent is not None:
+            # An aggregate has a row even over no rows at all: its parent is always checked.
+            if isinstance(data, Collection) and (not data.items or plan.apply is not None) and parent is not None:
                 return data if tx.read(self._id_plan(parent, policy)) is not None else None
             return data
 

@@ -253,6 +253,8 @@ class Api:
                 given = ", ".join(k for k in params if k.startswith("$"))
                 raise BadRequest(f"query options ({given}) do not apply to the property {path.property.name}")
             options = QueryOptions(select=(path.property.name,))
+        elif path.ref and options.apply is not None:
+            raise QuerySyntaxError("$apply aggregates Observations; it does not apply to references", option="$apply")
         elif path.ref:
             options = QueryOptions(
                 filter=options.filter,
@@ -291,6 +293,8 @@ class Api:
             next_link = f"{base}/{path.text()}?{urlencode(params, safe='$', quote_via=quote)}"
         if path.ref:
             return json_response(serializer.refs(path.target, data, next_link))
+        if result.plan.apply is not None:
+            return json_response(serializer.aggregated(result.plan, data, next_link))
         headers = {"Preference-Applied": "count=estimated"} if data.count_estimated else None
         if result.plan.result_format == "dataArray":
             return json_response(dataarray.format_collection(result.plan, data, base, next_link), headers=headers)

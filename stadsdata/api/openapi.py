@@ -29,7 +29,7 @@ STATIC = Path(__file__).parent / "static"
 OPENAPI_VERSION = "3.1.0"
 JSON = "application/json"
 JSON_PATCH = "application/json-patch+json"
-DATA_ARRAY_TYPE = "Observation"  # the type whose collections may be read as $resultFormat=dataArray
+DATA_ARRAY_TYPE = "Observation"  # the type whose collections may be read as $resultFormat=dataArray and $apply
 MAX_ID = 10**18 - 1  # ids are at most 18 digits in a path (query/path.py)
 INT_MAX = 2**63 - 1
 
@@ -211,6 +211,20 @@ def _common_schemas() -> dict[str, Schema]:
             "required": ["components", "dataArray"],
             "additionalProperties": False,
         },
+        "AggregatedRow": {
+            "type": "object",
+            "description": (
+                "One group of a $apply: each group key and aggregate under the name given with 'as'"
+                " (bucket starts as ISO 8601 text, averages and sums as numbers or null, counts as integers);"
+                ' a grouped path such as Datastream/@iot.id is nested: {"Datastream": {"@iot.id": 7}}.'
+            ),
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": ["string", "number", "null"]},
+                    {"type": "object", "properties": {"@iot.id": {"type": "integer"}}, "required": ["@iot.id"]},
+                ]
+            },
+        },
         "JsonPatch": {
             "type": "array",
             "description": "A JSON Patch (RFC 6902) applied to the entity's properties.",
@@ -357,7 +371,9 @@ def entity_schema(registry: Registry, t: EntityType) -> Schema:
 
 
 def collection_schema(registry: Registry, t: EntityType) -> Schema:
-    items = {"anyOf": [_ref(t.name), _ref("DataArray")]} if t.name == DATA_ARRAY_TYPE else _ref(t.name)
+    items = _ref(t.name)
+    if t.name == DATA_ARRAY_TYPE:
+        items = {"anyOf": [items, _ref("DataArray"), _ref("AggregatedRow")]}
     return {
         "type": "object",
         "properties": {
@@ -423,6 +439,15 @@ _OPTIONS: dict[str, Schema] = {
         "name": "$resultFormat",
         "schema": {"enum": ["dataArray"]},
         "description": "dataArray: Observations as rows per Datastream (SensorThings 1.1 §14).",
+    },
+    "apply": {
+        "name": "$apply",
+        "schema": {"type": "string"},
+        "description": (
+            "Aggregate the Observations (OData $apply, docs/api.md): filter(...) steps, then"
+            " groupby((bucket(phenomenonTime,duration'PT1H','Europe/Amsterdam') as hour[,Datastream/@iot.id]),"
+            " aggregate(result with average|min|max|sum as name, $count as name)) or aggregate(...)."
+        ),
     },
     "skiptoken": {
         "name": "$skiptoken",
@@ -506,7 +531,7 @@ class _Builder:
 
     def collection(self, path: str, t: EntityType, key: str, tag: str, params: list[Schema], what: str) -> None:
         """GET and POST on a collection of ``t`` (an entity set or a to-many navigation property)."""
-        names = _COLLECTION_OPTIONS + (("resultFormat",) if t.name == DATA_ARRAY_TYPE else ())
+        names = _COLLECTION_OPTIONS + (("resultFormat", "apply") if t.name == DATA_ARRAY_TYPE else ())
         self.add(
             path,
             "get",

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
 
 from stadsdata.api import dataarray
 from stadsdata.model.entities import EntityType, Kind, Registry
 from stadsdata.model.values import format_instant, format_interval
-from stadsdata.query.ast import QueryOptions
+from stadsdata.query.ast import Bucket, QueryOptions
 from stadsdata.query.plan import ReadPlan
 from stadsdata.query.render import render_options
 from stadsdata.store.base import Collection, Entity
@@ -25,6 +27,23 @@ def _formatter(kind: Kind) -> Callable[[Any], Any] | None:
     if kind is Kind.INSTANT_OR_INTERVAL:
         return lambda v: format_instant(v[0]) if v[1] is None else format_interval(v[0], v[1])
     return None
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@lru_cache(maxsize=64)
+def _bucket_formatter(zone: str) -> Callable[[int], str]:
+    """Bucket starts in ``zone`` with its offset (``2026-03-29T00:00:00+01:00``); in UTC with a ``Z``."""
+    if zone == "UTC":
+        return format_instant
+    tz = ZoneInfo(zone)
+
+    def fmt(us: int) -> str:
+        local = (_EPOCH + dt.timedelta(microseconds=us)).astimezone(tz)
+        return local.isoformat(timespec="microseconds" if local.microsecond else "seconds")
+
+    return fmt
 
 
 @dataclass(frozen=True)
@@ -175,6 +194,36 @@ class Serializer:
             return [self.entity(entity, e, plan) for e in items]
         write = _writer(entity, plan.select, (), self.base)
         return [write(e) for e in items]
+
+    def aggregated(self, plan: ReadPlan, data: Collection, next_link: str | None) -> dict[str, Any]:
+        """The groups of a ``$apply``: bucket starts as ISO 8601 in the bucket's time zone,
+        a grouped path such as ``Datastream/@iot.id`` nested as OData writes it (``{"Datastream": {"@iot.id": 1}}``)."""
+        assert plan.apply is not None
+        formats: list[tuple[str, Callable[[Any], Any] | None]] = [
+            (k.alias, _bucket_formatter(k.value.zone) if isinstance(k.value, Bucket) else None)
+            for k in plan.apply.groupby
+        ]
+        formats += [(a.alias, None) for a in plan.apply.aggregates]
+        rows = []
+        for item in data.items:
+            row: dict[str, Any] = {}
+            for name, fmt in formats:
+                value = item.values[name]
+                if fmt is not None and value is not None:
+                    value = fmt(value)
+                *outer, last = name.split("/")
+                target = row
+                for seg in outer:
+                    target = target.setdefault(seg, {})
+                target[last] = value
+            rows.append(row)
+        out: dict[str, Any] = {}
+        if data.count is not None:
+            out["@iot.count"] = data.count
+        if next_link is not None:
+            out["@iot.nextLink"] = next_link
+        out["value"] = rows
+        return out
 
     def refs(self, entity: EntityType, data: Entity | Collection, next_link: str | None = None) -> dict[str, Any]:
         if isinstance(data, Entity):

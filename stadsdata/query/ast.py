@@ -109,3 +109,49 @@ class QueryOptions:
     select: tuple[str, ...] | None = None
     expand: tuple[Expand, ...] = ()
     result_format: str | None = None
+    apply: Apply | None = None
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """``bucket(phenomenonTime, duration'PT1H', 'Europe/Amsterdam')``: the start of the time bucket of a value.
+
+    ``step`` is the length of a fixed bucket in microseconds (0 for a calendar
+    bucket); ``unit`` is ``day``, ``week``, ``month`` or ``year`` for a calendar
+    bucket ("" for a fixed one); ``zone`` is an IANA time zone name.
+    """
+
+    path: Path
+    step: int
+    unit: str
+    zone: str
+    text: str  # the duration as written, for messages and links
+    pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    """One ``groupby`` item: a path (``Datastream/@iot.id``) or a bucket, named ``alias`` in the result."""
+
+    value: Path | Bucket
+    alias: str
+    pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """``result with average as mean`` (``path`` None and ``method`` ``count`` for ``$count as n``)."""
+
+    path: Path | None
+    method: str
+    alias: str
+    pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Apply:
+    """An OData ``$apply``: ``filter(...)`` steps, then ``groupby((keys), aggregate(...))`` or ``aggregate(...)``."""
+
+    filter: Expr | None
+    groupby: tuple[GroupKey, ...]
+    aggregates: tuple[Aggregate, ...]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stadsdata.errors import QuerySyntaxError
-from stadsdata.model.entities import EntityType, Kind, Property, Registry, Relation
-from stadsdata.query.ast import BinaryOp, Call, Expr, Path, UnaryOp
+from stadsdata.model.entities import EntityType, FkOnSource, Kind, Property, Registry, Relation
+from stadsdata.query.ast import Apply, BinaryOp, Bucket, Call, Expr, OrderBy, Path, UnaryOp
 
 ID_SEGMENTS = ("@iot.id", "id")
 _JSON_KINDS = (Kind.OBJECT, Kind.ARRAY, Kind.ANY)
@@ -97,4 +97,66 @@ def check_orderby(registry: Registry, entity: EntityType, expr: Expr, option: st
                 f"cannot order by the object {prop.name}; order by one of its members, as in {prop.name}/key",
                 option=option,
                 position=expr.pos,
+            )
+
+
+_TIME_KINDS = (Kind.INSTANT, Kind.INTERVAL, Kind.INSTANT_OR_INTERVAL)
+
+
+def check_apply(registry: Registry, entity: EntityType, apply: Apply, orderby: tuple[OrderBy, ...]) -> None:
+    """Check a ``$apply`` against ``entity`` (only Observations are aggregated) and ``$orderby`` against its names."""
+    option = "$apply"
+    if entity.name != "Observation":
+        raise QuerySyntaxError(
+            f"$apply aggregates Observations; {entity.set_name} cannot be aggregated", option=option, position=0
+        )
+    if apply.filter is not None:
+        check_expression(registry, entity, apply.filter, option)
+    for key in apply.groupby:
+        if isinstance(key.value, Bucket):
+            path = key.value.path
+            resolved = resolve_path(registry, entity, path, option)
+            prop = resolved.property
+            if resolved.relations or prop is None or prop.kind not in _TIME_KINDS or resolved.json_keys:
+                times = ", ".join(p.name for p in entity.properties if p.kind in _TIME_KINDS)
+                raise QuerySyntaxError(
+                    f"bucket() takes a time of the {entity.name} ({times}), not {'/'.join(path.segments)}",
+                    option=option,
+                    position=path.pos,
+                )
+            continue
+        path = key.value
+        resolved = resolve_path(registry, entity, path, option)
+        if (
+            len(resolved.relations) != 1
+            or resolved.property is not None
+            or not isinstance(registry.storage(resolved.relations[0]), FkOnSource)
+        ):
+            to_one = [r.name for r in entity.relations if isinstance(registry.storage(r), FkOnSource) and not r.many]
+            raise QuerySyntaxError(
+                f"cannot group by {'/'.join(path.segments)}; group by bucket(...) or by "
+                + ", ".join(f"{n}/@iot.id" for n in to_one),
+                option=option,
+                position=path.pos,
+            )
+    for agg in apply.aggregates:
+        if agg.path is None:
+            continue
+        resolved = resolve_path(registry, entity, agg.path, option)
+        prop = resolved.property
+        if resolved.relations or prop is None or prop.kind is not Kind.ANY or resolved.json_keys:
+            raise QuerySyntaxError(
+                f"cannot aggregate {'/'.join(agg.path.segments)}: only the result is aggregated"
+                f" (result with {agg.method} as {agg.alias})",
+                option=option,
+                position=agg.path.pos,
+            )
+    names = [k.alias for k in apply.groupby] + [a.alias for a in apply.aggregates]
+    for ob in orderby:
+        expr = ob.expr
+        if not isinstance(expr, Path) or "/".join(expr.segments) not in names:
+            raise QuerySyntaxError(
+                f"with $apply, order by the names of the result ({', '.join(names)})",
+                option="$orderby",
+                position=getattr(expr, "pos", 0),
             )

@@ -324,8 +324,26 @@ def _shorten(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_APPLY_PHRASES: Final = {
+    "WITH": "'with' and an aggregation method (as in result with average as mean)",
+    "AS": "'as' and a name",
+    "SLASH": "'/' and a further step",
+}
+
+
 def _describe_expected(expected: set[str] | frozenset[str]) -> str:
     phrases: list[str] = []
+    # $apply (see apply.py): where its own words can come, they are what to name.
+    if expected & {"APPLY_FILTER", "GROUPBY", "AGGREGATE"}:
+        phrases.append("a transformation: filter(...), groupby((...), aggregate(...)) or aggregate(...)")
+        expected = expected - {"APPLY_FILTER", "GROUPBY", "AGGREGATE"}
+    if {"PATH", "COUNT_OPT"} <= expected:
+        phrases.append("an aggregate such as result with average as mean or $count as n")
+        expected = expected - {"PATH", "COUNT_OPT"}
+    if "BUCKET" in expected:
+        phrases.append("a property path such as Datastream/@iot.id or bucket(phenomenonTime, duration'PT1H') as name")
+        expected = expected - {"BUCKET", "PATH"}
+    phrases.extend(text for name, text in _APPLY_PHRASES.items() if name in expected)
     if expected & _OPERAND_TERMINALS - {"PATH"} and "PATH" in expected:
         phrases.append("a value, a property path or a function call")
     elif expected >= {"TRUE", "FALSE"}:
@@ -446,6 +464,7 @@ _EMPTY_WHAT: Final = {
     "orderby": "an expression to order by",
     "select": "a property name",
     "expand": "a navigation property name",
+    "apply": "a transformation such as groupby((...), aggregate(...))",
 }
 
 

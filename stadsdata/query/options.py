@@ -23,6 +23,7 @@ from typing import Any, Final
 from lark import Lark, Token, v_args
 
 from stadsdata.errors import QuerySyntaxError
+from stadsdata.query.apply import parse_apply
 from stadsdata.query.ast import Expand, Expr, OrderBy, QueryOptions
 from stadsdata.query.filter import (
     OPTION_NAMES,
@@ -53,7 +54,9 @@ _OPTION_OF_FIELD: Final = {
     "select": "$select",
     "expand": "$expand",
     "result_format": "$resultFormat",
+    "apply": "$apply",
 }
+_TOP_LEVEL_OPTIONS: Final = (*OPTION_NAMES, "$apply")  # $apply is not an option inside $expand
 
 _Option = tuple[str, Any, Token]
 """One option inside ``$expand(...)``: field name, value, and the option-name token."""
@@ -260,9 +263,11 @@ def parse_options(params: Mapping[str, str]) -> QueryOptions:
             values["expand"] = parse_expand(text, key)
         elif key == "$resultFormat":
             values["result_format"] = text
+        elif key == "$apply":
+            values["apply"] = parse_apply(text, key)
         else:
-            close = difflib.get_close_matches(key, OPTION_NAMES, n=1, cutoff=0.5)
+            close = difflib.get_close_matches(key, _TOP_LEVEL_OPTIONS, n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]}?" if close else ""
-            known = ", ".join(OPTION_NAMES)
+            known = ", ".join(_TOP_LEVEL_OPTIONS)
             raise QuerySyntaxError(f"unknown query option {key[:40]!r}{hint} (known: {known})", option=key[:40])
     return QueryOptions(**values)

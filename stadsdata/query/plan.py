@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 from stadsdata.errors import BadRequest, QuerySyntaxError
 from stadsdata.model.entities import EntityType, Registry, Relation
-from stadsdata.query.ast import BinaryOp, Expand, Expr, OrderBy, QueryOptions
-from stadsdata.query.check import check_expression, check_orderby
+from stadsdata.query.ast import Apply, BinaryOp, Expand, Expr, OrderBy, QueryOptions
+from stadsdata.query.check import check_apply, check_expression, check_orderby
 from stadsdata.query.path import ResourcePath
 
 ID_NAMES = ("@iot.id", "id")
@@ -78,6 +78,9 @@ class ReadPlan:
     # The option the expressions were written in when that is not their own ($filter,
     # $orderby): "$expand" for the plan of an $expand item. Errors name it.
     within: str | None = None
+    # $apply: the rows that pass ``filter`` (which then includes the $apply filter) are grouped and
+    # aggregated; ``orderby`` names the results, ``after`` holds the sort keys of the last group.
+    apply: Apply | None = None
 
     def selects(self, name: str) -> bool:
         return self.select is None or name in self.select
@@ -198,5 +201,54 @@ def plan_read(
         # A filter on a single entity is allowed by OData but has no effect on
         # which entity is returned; reject it so that nobody relies on it.
         raise BadRequest("$filter applies to collections, not to a single entity")
+    if options.apply is not None:
+        return _apply_plan(registry, path, options, options.apply, policy, paging, steps, after)
     plan = _options_plan(registry, path.target, options, policy, paging, steps, single)
     return plan if after is None else replace(plan, after=after)
+
+
+def _apply_plan(
+    registry: Registry,
+    path: ResourcePath,
+    options: QueryOptions,
+    apply: Apply,
+    policy: Policy,
+    paging: Paging,
+    steps: tuple[Step, ...],
+    after: tuple[Any, ...] | None,
+) -> ReadPlan:
+    """The plan of a ``$apply`` request: the aggregated rows of an Observation collection."""
+    if not path.is_collection or path.property is not None or path.ref:
+        raise QuerySyntaxError(
+            f"$apply aggregates a collection of Observations; {path.text()} is not one", option="$apply", position=0
+        )
+    others = [
+        name
+        for name, given in (
+            ("$filter", options.filter is not None),
+            ("$select", options.select is not None),
+            ("$expand", bool(options.expand)),
+            ("$resultFormat", options.result_format is not None),
+        )
+        if given
+    ]
+    if others:
+        raise QuerySyntaxError(
+            f"{', '.join(others)} cannot be combined with $apply; filter inside it: $apply=filter(...)/groupby(...)",
+            option=others[0],
+        )
+    entity = path.target
+    check_apply(registry, entity, apply, options.orderby)
+    top = paging.default_top if options.top is None else options.top
+    return ReadPlan(
+        entity=entity,
+        steps=steps,
+        filter=apply.filter if steps else _and(policy.restrict(entity), apply.filter),
+        orderby=options.orderby,
+        top=min(top, paging.max_top),
+        skip=options.skip or 0,
+        count=bool(options.count),
+        within="$apply",
+        apply=apply,
+        after=after,
+    )

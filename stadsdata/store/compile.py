@@ -23,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     Select,
+    Subquery,
     and_,
     bindparam,
     exists,
@@ -40,7 +41,7 @@ from sqlalchemy import String as StringType
 from stadsdata.errors import QuerySyntaxError
 from stadsdata.model.entities import EntityType, FkOnSource, FkOnTarget, Kind, LinkTable, Registry, Relation
 from stadsdata.model.values import to_micros
-from stadsdata.query.ast import BinaryOp, Call, Expr, Literal, OrderBy, Path, UnaryOp
+from stadsdata.query.ast import BinaryOp, Bucket, Call, Expr, Literal, OrderBy, Path, UnaryOp
 from stadsdata.query.check import resolve_path
 from stadsdata.query.plan import ReadPlan, Step
 from stadsdata.store import codec
@@ -68,6 +69,10 @@ class SqlDialect(Protocol):
 
     def order(self, column: ColumnElement[Any], descending: bool) -> ColumnElement[Any]:
         """An ORDER BY term with nulls first when ascending and last when descending."""
+        ...
+
+    def time_bucket(self, micros: ColumnElement[Any], bucket: Bucket) -> ColumnElement[Any]:
+        """The start (microseconds) of the bucket of ``micros``; see ``store/timebucket.py``."""
         ...
 
 
@@ -227,10 +232,13 @@ class Compiler:
         return keys
 
     @staticmethod
-    def after(keys: Sequence[tuple[ColumnElement[Any], bool]], values: Sequence[Any]) -> ColumnElement[bool]:
+    def after(
+        keys: Sequence[tuple[ColumnElement[Any], bool]], values: Sequence[Any], nullable_last: bool = False
+    ) -> ColumnElement[bool]:
         """Rows that sort after ``values`` (nulls first when ascending, last when descending)."""
         if len(values) != len(keys) or not all(
-            _fits(col, v, nullable=i < len(keys) - 1) for i, ((col, _), v) in enumerate(zip(keys, values, strict=True))
+            _fits(col, v, nullable=nullable_last or i < len(keys) - 1)
+            for i, ((col, _), v) in enumerate(zip(keys, values, strict=True))
         ):
             raise QuerySyntaxError("the $skiptoken does not belong to this query", option="$skiptoken")
 
@@ -246,6 +254,112 @@ class Compiler:
         for i, (col, desc) in enumerate(keys):
             alternatives.append(and_(*(equal(keys[j][0], values[j]) for j in range(i)), beyond(col, desc, values[i])))
         return or_(*alternatives)
+
+    # -- $apply ----------------------------------------------------------------------
+
+    def grouped(self, plan: ReadPlan, steps: Sequence[Step], param: bool = False) -> Subquery:
+        """The groups of a ``$apply`` plan: one row per group, columns named by the result names.
+
+        The group keys are computed in an inner query (so that each is written once: a
+        bucket's bound values would differ between SELECT and GROUP BY), over the rows that
+        the path and the filters select, on the (datastream, time) index.
+        """
+        apply = plan.apply
+        assert apply is not None
+        table = self.table(plan.entity)
+        where = self.where(plan, table, steps, param)
+        if plan.filter is not None:
+            where = and_(where, *self._start_bounds(plan.filter, plan.entity, table))
+        columns: list[ColumnElement[Any]] = []
+        for i, key in enumerate(apply.groupby):
+            if isinstance(key.value, Bucket):
+                start = self.value(key.value.path, plan.entity, table, "$apply").sql
+                columns.append(self.dialect.time_bucket(start, key.value).label(f"k{i}"))
+            else:
+                rel = plan.entity.relation(key.value.segments[0])
+                assert rel is not None
+                storage = self.registry.storage(rel)
+                assert isinstance(storage, FkOnSource)
+                columns.append(table.c[storage.column].label(f"k{i}"))
+        result = plan.entity.property("result") if apply.aggregates else None
+        if result is not None:
+            cols = tuple(table.c[name] for name, _ in columns_for(result))
+            columns.append(any_number(Value("any", cols[1], cols=cols)).label("n"))
+        rows = select(*columns).where(where).subquery("r")
+        keys = [rows.c[f"k{i}"] for i in range(len(apply.groupby))]
+        outputs: list[ColumnElement[Any]] = [k.label(key.alias) for k, key in zip(keys, apply.groupby, strict=True)]
+        for agg in apply.aggregates:
+            if agg.method == "count":
+                outputs.append(func.count().label(agg.alias))
+            else:
+                fn = getattr(func, {"average": "avg", "min": "min", "max": "max", "sum": "sum"}[agg.method])
+                outputs.append(fn(rows.c.n).label(agg.alias))
+        return select(*outputs).select_from(rows).group_by(*keys).subquery("g")
+
+    def apply_sort_keys(self, plan: ReadPlan, groups: Subquery) -> list[tuple[ColumnElement[Any], bool]]:
+        """The order of the groups: ``$orderby`` on result names, then the group keys (unique together)."""
+        apply = plan.apply
+        assert apply is not None
+        keys: list[tuple[ColumnElement[Any], bool]] = []
+        named = set()
+        for ob in plan.orderby:
+            assert isinstance(ob.expr, Path)
+            name = "/".join(ob.expr.segments)
+            if name not in named:
+                named.add(name)
+                keys.append((groups.c[name], ob.descending))
+        keys.extend((groups.c[k.alias], False) for k in apply.groupby if k.alias not in named)
+        return keys
+
+    def apply_page(self, plan: ReadPlan, steps: Sequence[Step], param: bool = False) -> Select[Any]:
+        """One page of groups (one more than ``top``), continuing after ``plan.after``."""
+        apply = plan.apply
+        assert apply is not None
+        groups = self.grouped(plan, steps, param)
+        keys = self.apply_sort_keys(plan, groups)
+        names = [k.alias for k in apply.groupby] + [a.alias for a in apply.aggregates]
+        stmt = select(*(groups.c[n] for n in names), *(k for k, _ in keys))
+        if plan.after is not None:
+            if not keys:
+                raise QuerySyntaxError("the $skiptoken does not belong to this query", option="$skiptoken")
+            stmt = stmt.where(self.after(keys, plan.after, nullable_last=True))
+        stmt = stmt.order_by(*(self.dialect.order(k, desc) for k, desc in keys)).limit(plan.top + 1)
+        return stmt.offset(plan.skip) if plan.skip else stmt
+
+    def apply_count(self, plan: ReadPlan, steps: Sequence[Step], param: bool = False) -> Select[Any]:
+        return select(func.count()).select_from(self.grouped(plan, steps, param))
+
+    def _start_bounds(self, expr: Expr, entity: EntityType, table: FromClause) -> list[ColumnElement[bool]]:
+        """Conditions on the start column implied by ``interval lt/le <time>`` terms of ``expr``'s conjunction.
+
+        ``phenomenonTime lt t`` compares the end of the interval (the start for an instant), which
+        no index has; since no interval ends before it starts, it implies ``start < t``, which
+        bounds the range scanned on the (datastream, start) index. The result is the same.
+        """
+        bounds: list[ColumnElement[bool]] = []
+        stack = [expr]
+        while stack:
+            node = stack.pop()
+            if not isinstance(node, BinaryOp):
+                continue
+            if node.op == "and":
+                stack += [node.left, node.right]
+                continue
+            op = node.op
+            path, lit = node.left, node.right
+            if isinstance(lit, Path) and isinstance(path, Literal):
+                path, lit = lit, path
+                op = {"gt": "lt", "ge": "le"}.get(op, "")
+            if op not in ("lt", "le") or not isinstance(path, Path) or not isinstance(lit, Literal):
+                continue
+            if len(path.segments) != 1 or lit.type not in ("datetime", "date"):
+                continue
+            prop = entity.property(path.segments[0])
+            if prop is None or prop.kind not in (Kind.INTERVAL, Kind.INSTANT_OR_INTERVAL):
+                continue
+            value = self.value(path, entity, table, "$apply")
+            bounds.append(_COMPARE[op](value.sql, literal_value(lit).sql))
+        return bounds
 
     # -- expressions ----------------------------------------------------------------
 

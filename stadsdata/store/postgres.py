@@ -24,6 +24,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import ColumnClause
 
 from stadsdata.model.entities import Registry
+from stadsdata.query.ast import Bucket
 from stadsdata.store import migrations
 from stadsdata.store.threaded import ThreadedStore
 
@@ -96,6 +97,23 @@ class PostgresDialect:
         if part == "second":
             return cast(func.floor(func.date_part(part, stamp)), sqlalchemy.Integer)
         return cast(func.date_part(part, stamp), sqlalchemy.Integer)
+
+    def time_bucket(self, micros: ColumnElement[Any], bucket: Bucket) -> ColumnElement[Any]:
+        """The bucket start as in ``store/timebucket.py``: ``date_trunc`` in the zone, in exact microseconds.
+
+        The instant is built from whole seconds plus microseconds, so no double rounds it.
+        """
+        micro = sqlalchemy.literal_column("INTERVAL '1 microsecond'", sqlalchemy.Interval())
+        stamp = func.to_timestamp(func.div(micros, 1_000_000)) + func.mod(micros, 1_000_000).op("*")(micro)
+        start = func.date_trunc(bucket.unit or "day", stamp, bucket.zone)
+        start_us = cast(sqlalchemy.extract("epoch", start) * 1_000_000, sqlalchemy.BigInteger)
+        if bucket.unit:
+            return start_us
+        step = sqlalchemy.literal(bucket.step, sqlalchemy.BigInteger)
+        # Integer division (both operands bigint, the dividend never negative), grouped explicitly:
+        # SQLAlchemy's true division would cast to NUMERIC, and custom operators are not parenthesised.
+        index = (micros - start_us).self_group().op("/")(step).self_group()
+        return start_us + index.op("*")(step).self_group()
 
     @staticmethod
     def _geom(value: ColumnElement[Any]) -> ColumnElement[Any]:

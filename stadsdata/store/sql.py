@@ -246,6 +246,8 @@ class SqlSession:
         return sql, values(override)  # type: ignore[return-value]
 
     def read(self, plan: ReadPlan) -> Entity | Collection | None:
+        if plan.apply is not None:
+            return self._aggregate(plan)
         shape = self.shape(plan.entity, plan.select)
         sql, values = self._plan_statement(
             "page", plan, lambda: self.compiler.page(plan, shape.columns, plan.steps, param=True)
@@ -274,6 +276,27 @@ class SqlSession:
             count = self.conn.execute(sql, values).fetchone()[0]
         self._expand(plan, items)
         return Collection(items, count, more, estimated)
+
+    def _aggregate(self, plan: ReadPlan) -> Collection:
+        """The groups of a ``$apply`` plan, each as an ``Entity`` whose values are the result by name (id 0)."""
+        apply = plan.apply
+        assert apply is not None
+        sql, values = self._plan_statement(
+            "apply", plan, lambda: self.compiler.apply_page(plan, plan.steps, param=True)
+        )
+        rows = self.conn.execute(sql, values).fetchall()
+        names = [k.alias for k in apply.groupby] + [a.alias for a in apply.aggregates]
+        width = len(names)
+        items = [Entity(0, dict(zip(names, row[:width], strict=True)), keys=tuple(row[width:])) for row in rows]
+        more = len(items) > plan.top
+        del items[plan.top :]
+        count = None
+        if plan.count:
+            sql, values = self._plan_statement(
+                "apply_count", plan, lambda: self.compiler.apply_count(plan, plan.steps, param=True)
+            )
+            count = self.conn.execute(sql, values).fetchone()[0]
+        return Collection(items, count, more)
 
     def _expand(self, plan: ReadPlan, parents: list[Entity]) -> None:
         if not parents:

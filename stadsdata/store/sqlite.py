@@ -19,7 +19,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.pool import NullPool
 
 from stadsdata.model.entities import Registry
-from stadsdata.store import geometry, migrations
+from stadsdata.query.ast import Bucket
+from stadsdata.store import geometry, migrations, timebucket
 from stadsdata.store.threaded import ThreadedStore
 
 
@@ -65,6 +66,9 @@ class SQLiteDialect:
         fmt = {"year": "%Y", "month": "%m", "day": "%d", "hour": "%H", "minute": "%M", "second": "%S"}[part]
         seconds = func.floor(micros / 1_000_000.0)
         return sqlalchemy.cast(func.strftime(fmt, seconds, "unixepoch"), sqlalchemy.Integer)
+
+    def time_bucket(self, micros: ColumnElement[Any], bucket: Bucket) -> ColumnElement[Any]:
+        return func.sd_time_bucket(micros, bucket.step, bucket.unit, bucket.zone, type_=sqlalchemy.BigInteger)
 
     def geo_predicate(self, predicate: str, a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[bool]:
         return func.sd_geo_predicate(predicate, a, b) == 1
@@ -116,6 +120,7 @@ class SQLiteStore(ThreadedStore):
             # As much of the file as SQLite allows (it clamps this to its compile-time maximum).
             conn.execute("PRAGMA mmap_size=1099511627776")
         geometry.register(conn)
+        timebucket.register(conn)
         return conn
 
     def _in_transaction(self, conn: sqlite3.Connection) -> bool:
