@@ -8,14 +8,17 @@ whole or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from operator import itemgetter
 from typing import Any, Literal, cast
 
 import jsonpatch
+import orjson
 
 from stadsdata.errors import BadRequest, Conflict, MethodNotAllowed, NotFound, ValidationError
+from stadsdata.ingest.base import DecodeError, Delivery, Message, Reading
 from stadsdata.model.dataarray import ObservationRows
 from stadsdata.model.entities import (
     DATASTREAM,
@@ -32,12 +35,12 @@ from stadsdata.model.entities import (
     Relation,
 )
 from stadsdata.model.rules import EXTEND_DATASTREAM, RECOMPUTE_DATASTREAM, Rules
-from stadsdata.model.validate import EntityInput, Ref, parse_entity, parse_id_value
-from stadsdata.model.values import format_value, now_micros
+from stadsdata.model.validate import EntityInput, Ref, check_json, parse_entity, parse_id_value
+from stadsdata.model.values import MAX_MICROS, MIN_MICROS, format_value, now_micros
 from stadsdata.query.ast import QueryOptions
 from stadsdata.query.path import ResourcePath, Segment, parse_path
 from stadsdata.query.plan import OpenPolicy, Paging, Policy, ReadPlan, plan_read
-from stadsdata.store.base import Collection, Entity, Finish, Store, Tx
+from stadsdata.store.base import Collection, DeadLetter, Entity, Finish, Store, Tx
 
 UpdateMode = Literal["patch", "put", "json-patch"]
 
@@ -54,6 +57,8 @@ class Service:
         self.store = store
         self.paging = paging or Paging()
         self.rules = Rules(registry)
+        self.on_ingest: Callable[[str, int, int], None] | None = None
+        """Called with (path, readings stored, readings rejected) after each committed ingest (metrics)."""
         store.register_deferred(EXTEND_DATASTREAM, self.rules.extend_datastreams)
         store.register_deferred(RECOMPUTE_DATASTREAM, self.rules.recompute_datastreams)
 
@@ -314,6 +319,169 @@ class Service:
             results[i] = new_id
         self.rules.observations_written(tx, (parent, ds_id), names, rows, len(names) + 1)
         return results
+
+    # -- ingestion (stadsdata/ingest/base.py) ----------------------------------------------
+
+    async def ingest(self, message: Message, retire: int | None = None) -> Delivery:
+        """Store the readings of ``message`` and its key in one transaction; return once committed.
+
+        A message whose (source, key) was committed before creates nothing (``duplicate``).
+        Readings the store cannot take (an unknown Datastream, a result that is no JSON value,
+        a time outside the years 1 to 9999) are dead-lettered together, as a message of their
+        own, while the others are stored. ``retire``: the id of the dead letter this message
+        replays, removed in the same transaction.
+        """
+        checked: list[tuple[Reading, str | None]] = [(r, _reading_problem(r)) for r in message.readings]
+        by_datastream: dict[int, list[int]] = {}
+        for i, (reading, problem) in enumerate(checked):
+            if problem is None:
+                by_datastream.setdefault(reading.datastream_id, []).append(i)
+
+        def unit(tx: Tx) -> Delivery:
+            now = now_micros()
+            if retire is not None:
+                tx.remove_dead_letter(retire)
+            if message.key is not None and not tx.claim(message.source, message.key, now):
+                return Delivery(duplicate=True)
+            outcome: list[int | str] = [problem or 0 for _, problem in checked]
+            for ds, indexes in by_datastream.items():
+                rows: list[tuple[tuple[Any, ...], int | None] | str] = []
+                for i in indexes:
+                    r = message.readings[i]
+                    rows.append(
+                        (((r.phenomenon_time, None), r.result, r.result_time, r.parameters), r.feature_of_interest_id)
+                    )
+                group = ObservationRows(ds, names=_READING_NAMES, rows=rows)
+                for i, result in zip(indexes, self._create_group(tx, group, now, f"Datastream {ds}"), strict=True):
+                    outcome[i] = result.removeprefix("error: ") if isinstance(result, str) else result
+            rejected = [(i, o) for i, o in enumerate(outcome) if isinstance(o, str)]
+            if rejected:
+                bad = Message(
+                    message.source, message.key, tuple(message.readings[i] for i, _ in rejected), message.path
+                )
+                reasons = "; ".join(f"reading {i}: {why}" for i, why in rejected)
+                tx.add_dead_letter(message.source, READINGS_PATH, reasons, encode_message(bad), now)
+            created = [o for o in outcome if isinstance(o, int)]
+            return Delivery(created, False, [why for _, why in rejected])
+
+        delivery: Delivery = await self.store.write(unit)
+        if self.on_ingest is not None and not delivery.duplicate:
+            self.on_ingest(message.path, len(delivery.created), len(delivery.rejected))
+        return delivery
+
+    async def dead_letter(self, source: str, path: str, reason: str, payload: bytes) -> int:
+        """Keep a payload that could not be decoded, with the reason; its id once committed."""
+        new_id: int = await self.store.write(lambda tx: tx.add_dead_letter(source, path, reason, payload, now_micros()))
+        if self.on_ingest is not None:
+            self.on_ingest(path, 0, 1)
+        return new_id
+
+    async def dead_letters(self, source: str | None = None, after: int = 0, limit: int = 1000) -> list[DeadLetter]:
+        return await self.store.run_read(lambda tx: tx.dead_letters(source, after, limit))
+
+    async def replay(self, letter: DeadLetter, decoders: Mapping[str, Callable[[bytes], Message]]) -> Delivery:
+        """Decode a dead letter again (with the connector of its source) and ingest it; the letter is removed
+        in the same transaction. Readings refused again become a new dead letter; a payload that still does
+        not decode raises ``DecodeError`` and the letter stays.
+
+        The message gets the key ``dead-letter:<id>``: its original key may be committed already
+        (the other readings of a message with a refused one), and replaying twice must not store twice.
+        """
+        if letter.path == READINGS_PATH:
+            message = decode_message(letter.payload)
+        else:
+            decode = decoders.get(letter.source)
+            if decode is None:
+                known = ", ".join(sorted(decoders)) or "none"
+                raise DecodeError(f"no connector decodes source {letter.source!r} (configured: {known})")
+            message = decode(letter.payload)
+        return await self.ingest(replace(message, key=f"dead-letter:{letter.id}"), retire=letter.id)
+
+    async def remove_dead_letter(self, id: int) -> bool:
+        removed: bool = await self.store.write(lambda tx: tx.remove_dead_letter(id))
+        return removed
+
+
+READINGS_PATH = "readings"
+"""The ``path`` of dead letters that hold readings (``encode_message``) rather than a connector's payload."""
+
+_READING_NAMES = ("phenomenonTime", "result", "resultTime", "parameters")
+
+
+def _reading_problem(r: Reading) -> str | None:
+    """Why the store cannot take ``r``, or None."""
+    for name, t in (("phenomenonTime", r.phenomenon_time), ("resultTime", r.result_time)):
+        if t is not None and (type(t) is not int or not MIN_MICROS <= t <= MAX_MICROS):
+            return f"{name} {t!r} is not a time in the years 1 to 9999"
+    if r.parameters is not None and not isinstance(r.parameters, dict):
+        return "parameters must be a JSON object"
+    for name, value in (("result", r.result), ("parameters", r.parameters)):
+        try:
+            check_json(value, name)
+        except ValidationError as exc:
+            return exc.message
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                if not all(isinstance(k, str) for k in item):
+                    return f"{name} has a member whose name is not a string"
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, float) and not math.isfinite(item):
+                return f"{name} holds {item}, which JSON cannot represent"
+            elif item is not None and not isinstance(item, (str, int, float, bool)):
+                return f"{name} holds a {type(item).__name__}, not a JSON value"
+    return None
+
+
+def encode_message(message: Message) -> bytes:
+    """A message as JSON, the payload of a ``readings`` dead letter (``decode_message`` reads it back).
+
+    Whatever a reading holds is written: values that are no JSON value as their ``repr``, so
+    that an operator sees what arrived.
+    """
+    return orjson.dumps(
+        {
+            "source": message.source,
+            "key": message.key,
+            "path": message.path,
+            "readings": [
+                {
+                    "datastream": r.datastream_id,
+                    "phenomenonTime": r.phenomenon_time,
+                    "result": r.result,
+                    "resultTime": r.result_time,
+                    "parameters": r.parameters,
+                    "featureOfInterest": r.feature_of_interest_id,
+                }
+                for r in message.readings
+            ],
+        },
+        option=orjson.OPT_NON_STR_KEYS,
+        default=repr,
+    )
+
+
+def decode_message(payload: bytes) -> Message:
+    """The message of a ``readings`` dead letter; ``DecodeError`` when it is not one."""
+    try:
+        doc = orjson.loads(payload)
+        readings = tuple(
+            Reading(
+                datastream_id=r["datastream"],
+                phenomenon_time=r["phenomenonTime"],
+                result=r["result"],
+                result_time=r.get("resultTime"),
+                parameters=r.get("parameters"),
+                feature_of_interest_id=r.get("featureOfInterest"),
+            )
+            for r in doc["readings"]
+        )
+        return Message(doc["source"], doc.get("key"), readings, doc.get("path", "http"))
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DecodeError(f"not a readings message: {exc}") from None
 
 
 _second: Callable[[Any], Any] = itemgetter(1)

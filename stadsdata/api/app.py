@@ -375,6 +375,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     metrics = ops.Metrics()
     metrics.watch_store(store)
+
+    def count_ingest(path: str, stored: int, rejected: int) -> None:
+        metrics.ingested.labels(path).inc(stored)
+        metrics.rejected.labels(path).inc(rejected)
+
+    service.on_ingest = count_ingest
     app.router.routes.extend(ops.routes(metrics, store, lambda: stopping))
     app.add_middleware(ops.RequestLog, metrics=metrics, known=ops.known_segments(registry, OPS_SEGMENTS))
     app.state.service = service

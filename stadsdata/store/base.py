@@ -49,6 +49,18 @@ class Collection:
         return self.items[-1].keys if self.more and self.items else None
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A payload a connector could not decode or store, kept with the reason until replayed."""
+
+    id: int
+    source: str
+    path: str
+    received: int  # microseconds since 1970 UTC
+    reason: str
+    payload: bytes
+
+
 class Finish:
     """Wraps a function a unit returns to run after the batch's deferred work, before commit.
 
@@ -95,6 +107,18 @@ class Tx(Protocol):
     def set_generated_foi(self, location_id: int, foi_id: int | None) -> None: ...
 
     def observation_extent(self, column: str, datastream_id: int) -> tuple[Any, Any, Any, Any, list[int]]: ...
+
+    def claim(self, source: str, key: str, received: int) -> bool:
+        """Record that the message ``key`` of ``source`` is committed with this transaction; False if it was before."""
+        ...
+
+    def add_dead_letter(self, source: str, path: str, reason: str, payload: bytes, received: int) -> int: ...
+
+    def dead_letters(self, source: str | None, after: int, limit: int) -> list[DeadLetter]:
+        """Dead letters with ids above ``after``, oldest first, of one source or all."""
+        ...
+
+    def remove_dead_letter(self, id: int) -> bool: ...
 
 
 DeferredFn = Callable[[Tx, list[Any]], None]

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     Table,
@@ -157,7 +158,37 @@ def build_metadata(registry: Registry, dialect: str = "sqlite") -> MetaData:
                 Column(target_col, Id, ForeignKey(f"{target.table}.id", ondelete="CASCADE"), primary_key=True),
                 Index(f"ix_{link_table}_{target_col}", target_col),
             )
+    _ingest_tables(meta)
     return meta
+
+
+def _ingest_tables(meta: MetaData) -> None:
+    """The ingestion sink's bookkeeping (``stadsdata/ingest/base.py``).
+
+    ``ingest_keys``: the (source, key) of every committed message, written in the same
+    transaction as its readings, so that a redelivered message creates nothing.
+    ``dead_letters``: payloads that could not be decoded or stored, with the reason, until
+    an operator replays or deletes them.
+    """
+    Table(
+        "ingest_keys",
+        meta,
+        Column("source", String, primary_key=True),
+        Column("key", String, primary_key=True),
+        Column("received", BigInteger, nullable=False),
+    )
+    Table(
+        "dead_letters",
+        meta,
+        Column("id", Id, primary_key=True, autoincrement=True),
+        Column("source", String, nullable=False),
+        Column("path", String, nullable=False),
+        Column("received", BigInteger, nullable=False),
+        Column("reason", String, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Index("ix_dead_letters_source", "source"),
+        sqlite_autoincrement=True,
+    )
 
 
 def entity_columns(entity: EntityType) -> list[str]:

@@ -34,7 +34,7 @@ from stadsdata.model.entities import EntityType, FkOnSource, LinkTable, Registry
 from stadsdata.query.ast import BinaryOp, Call, Expr, UnaryOp
 from stadsdata.query.plan import ReadPlan, Step
 from stadsdata.store import codec
-from stadsdata.store.base import Collection, Entity
+from stadsdata.store.base import Collection, DeadLetter, Entity
 from stadsdata.store.compile import PARENT_ID, Compiler, SqlDialect
 
 
@@ -512,6 +512,44 @@ class SqlSession:
         )[0]
         fois = self.fetch(select(obs.c.feature_of_interest_id).where(obs.c[column] == datastream_id).distinct())
         return row[0], row[1], row[2], row[3], [r[0] for r in fois]
+
+    # -- ingestion bookkeeping ---------------------------------------------------------
+
+    def claim(self, source: str, key: str, received: int) -> bool:
+        table = self.metadata.tables["ingest_keys"]
+
+        def build() -> Any:
+            return self.dialect.insert_ignore(table).values(
+                source=bindparam("source"), key=bindparam("msg_key"), received=bindparam("received")
+            )
+
+        cur = self.run(("claim",), build, source=source, msg_key=key, received=received)
+        return cur.rowcount == 1  # type: ignore[no-any-return]
+
+    def add_dead_letter(self, source: str, path: str, reason: str, payload: bytes, received: int) -> int:
+        table = self.metadata.tables["dead_letters"]
+
+        def build() -> Any:
+            names = ("source", "path", "reason", "payload", "received")
+            return insert(table).values({n: bindparam(n) for n in names}).returning(table.c.id)
+
+        cur = self.run(
+            ("dead_letter",), build, source=source, path=path, reason=reason, payload=payload, received=received
+        )
+        return int(cur.fetchone()[0])
+
+    def dead_letters(self, source: str | None, after: int, limit: int) -> list[DeadLetter]:
+        table = self.metadata.tables["dead_letters"]
+        stmt = select(table.c.id, table.c.source, table.c.path, table.c.received, table.c.reason, table.c.payload)
+        stmt = stmt.where(table.c.id > after)
+        if source is not None:
+            stmt = stmt.where(table.c.source == source)
+        rows = self.fetch(stmt.order_by(table.c.id).limit(limit))
+        return [DeadLetter(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
+
+    def remove_dead_letter(self, id: int) -> bool:
+        table = self.metadata.tables["dead_letters"]
+        return self.execute(delete(table).where(table.c.id == id)) == 1
 
     def defer(self, key: str, data: Any) -> None:
         self.deferred.append((key, data))
