@@ -112,12 +112,7 @@ def build(db: str, observations: int, datastreams: int) -> None:
                 )
                 bar.update(len(batch))
                 rows = []
-    if is_postgres(db):
-        with psycopg.connect(db, autocommit=True) as pg:
-            pg.execute("VACUUM ANALYZE observations")
-    else:
-        with sqlite3.connect(db) as conn:
-            conn.execute("ANALYZE")
+    _analyze(db)
 
 
 YEAR_START = 1_735_686_000_000_000  # 2025-01-01T00:00:00+01:00 (local midnight in Enschede)
@@ -176,7 +171,13 @@ def _sql(db: str, query: str, *args: object) -> tuple[object, ...] | None:
 
 
 def _analyze(db: str) -> None:
-    _analyze(db)
+    """Fresh planner statistics after a bulk load."""
+    if is_postgres(db):
+        with psycopg.connect(db, autocommit=True) as pg:
+            pg.execute("VACUUM ANALYZE observations")
+    else:
+        with sqlite3.connect(db) as conn:
+            conn.execute("ANALYZE")
 
 
 def observations_in(db: str) -> int:
