@@ -24,6 +24,8 @@ on an embedded SQLite database; no other server needed.
   stadsdata db upgrade --db city.db    create or migrate a database without serving
   stadsdata backup --db city.db city-backup.db    a consistent copy, also while serving
   stadsdata restore city-backup.db --db city.db   bring a backup back
+  stadsdata dead-letters list --db city.db         payloads ingestion could not take, and why
+  stadsdata import knmi.csv --time date --value RH=3:0.1 --db city.db   time series from CSV/Parquet
 """
 
 SETTINGS_EPILOG = """\
@@ -100,6 +102,23 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         help="INFO: one line per request (JSON when stderr is not a terminal); WARNING: only problems "
         f"(default: {Settings.log_level})",
     )
+    parser.add_argument(
+        "--mqtt-url",
+        metavar="URL",
+        help="an external MQTT broker such as mqtt://user:password@broker:1883 (default: the embedded broker)",
+    )
+    parser.add_argument(
+        "--mqtt-port",
+        type=int,
+        metavar="N",
+        help=f"port of the embedded MQTT broker; 0 turns MQTT off (default: {Settings.mqtt_port})",
+    )
+    parser.add_argument(
+        "--ingest-mapping",
+        metavar="TOML",
+        help="the file that maps LoRaWAN devices and MQTT topics to Datastreams (see docs/ingest.md); "
+        "the webhook secret is set in the configuration file or STADSDATA_WEBHOOK_SECRET, not on the command line",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,7 +191,103 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(restore)
     _add_db(restore)
     restore.add_argument("--force", action="store_true", help="replace a database that holds data")
+
+    letters = sub.add_parser(
+        "dead-letters",
+        help="list, show, replay or delete what ingestion could not take",
+        description="Payloads that a connector could not decode, and readings the database refused, are kept "
+        "with the reason as dead letters instead of stopping ingestion. List them, look at one, replay them "
+        "once the cause is fixed (a device added to the mapping, a Datastream created), or delete them.",
+    )
+    letters_sub = letters.add_subparsers(dest="letters_command", metavar="ACTION", required=True)
+    listing = letters_sub.add_parser("list", help="one line per dead letter: id, received, source, reason")
+    show_one = letters_sub.add_parser("show", help="the reason and the payload of one dead letter")
+    show_one.add_argument("id", type=int, metavar="ID")
+    replay = letters_sub.add_parser(
+        "replay",
+        help="decode and ingest dead letters again",
+        description="Decode each dead letter again with its connector and ingest it; a letter is removed in the "
+        "same transaction that stores its readings, and readings refused again become a new letter. A letter "
+        "is never stored twice, even when replayed twice.",
+    )
+    replay.add_argument("ids", type=int, nargs="*", metavar="ID", help="the letters to replay (default: all)")
+    remove = letters_sub.add_parser("delete", help="delete dead letters")
+    remove.add_argument("ids", type=int, nargs="+", metavar="ID")
+    for action in (listing, show_one, replay, remove):
+        _add_config(action)
+        _add_db(action)
+    for action in (listing, replay):
+        action.add_argument("--source", help="only the letters of this source (e.g. ttn, file:…)")
+    _add_import(sub)
     return parser
+
+
+def _add_import(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from stadsdata.ingest.files import CHUNK_ROWS, DST_POLICIES, EMPTY_POLICIES, FORMATS
+
+    imp = sub.add_parser(
+        "import",
+        help="import time series from a CSV or Parquet file",
+        description="Import Observations from a CSV or Parquet file on the bulk path, in chunks of rows that\n"
+        "each commit as a whole. Run the same command again after an interruption: chunks committed\n"
+        "before are skipped. Rows that cannot be used go to FILE.rejected.csv with the reason; they do\n"
+        "not stop the import. The Datastreams must exist. See docs/import.md.",
+        epilog="examples:\n"
+        "  stadsdata import knmi.csv --time date --time-format %Y-%m-%d --value precip_mm=1 --value temp_mean_c=2\n"
+        "  stadsdata import meting.csv --decimal , --time tijd --time-format '%d-%m-%Y %H:%M' "
+        "--timezone Europe/Amsterdam --value waarde=4\n"
+        "  stadsdata import series.parquet --mapping series.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    imp.add_argument("file", metavar="FILE", help="a CSV file with a header line, or a Parquet file (.parquet, .pq)")
+    _add_config(imp)
+    _add_db(imp)
+    imp.add_argument("--mapping", metavar="TOML", help="a mapping file (docs/import.md); flags override it")
+    imp.add_argument("--time", metavar="COLUMN", help="the column of the phenomenon time")
+    imp.add_argument(
+        "--time-format",
+        metavar="FORMAT",
+        help="iso (ISO 8601, the default), epoch-s, epoch-ms, or a strptime pattern such as '%%d-%%m-%%Y %%H:%%M'",
+    )
+    imp.add_argument(
+        "--timezone", metavar="ZONE", help="IANA zone of times without an offset, e.g. Europe/Amsterdam (default: UTC)"
+    )
+    imp.add_argument(
+        "--dst",
+        choices=DST_POLICIES,
+        help="a local time that occurs twice or not at all when clocks change: reject the row (default), take the "
+        "earlier or later instant, or infer from the order of rows (first occurrence earlier)",
+    )
+    imp.add_argument(
+        "--value",
+        action="append",
+        metavar="COLUMN=ID[:SCALE[:OFFSET]]",
+        help="a value column and its Datastream id; stored as value*SCALE+OFFSET (repeat for more columns)",
+    )
+    imp.add_argument("--datastream-column", metavar="COLUMN", help="long format: the column of Datastream ids or names")
+    imp.add_argument("--value-column", metavar="COLUMN", help="long format: the column of values")
+    imp.add_argument(
+        "--datastream",
+        action="append",
+        metavar="NAME=ID",
+        help="long format: a name in the Datastream column and its Datastream id (repeat; ids are taken as they are)",
+    )
+    imp.add_argument("--result-time", metavar="COLUMN", help="the column of the result time (default: none)")
+    imp.add_argument("--decimal", choices=(".", ","), help="the decimal separator of values (default: .)")
+    imp.add_argument("--delimiter", metavar="CHAR", help="the CSV delimiter; \\t for a tab (default: detected)")
+    imp.add_argument("--empty", choices=EMPTY_POLICIES, help="an empty value cell: skip it (default) or reject it")
+    imp.add_argument("--encoding", help="the CSV file's encoding (default: utf-8, with or without BOM)")
+    imp.add_argument("--format", choices=FORMATS, help="default: parquet for .parquet/.pq, else csv")
+    imp.add_argument(
+        "--chunk-rows", type=int, metavar="N", help=f"rows per chunk, each one transaction (default: {CHUNK_ROWS})"
+    )
+    imp.add_argument("--rejected", metavar="PATH", help="where rejected rows go (default: FILE.rejected.csv)")
+    imp.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar on stderr (default: when stderr is a terminal)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -196,6 +311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return backup(args)
         if args.command == "restore":
             return restore(args)
+        if args.command == "import":
+            return import_file(args)
+        if args.command == "dead-letters":
+            return dead_letters(args)
     except ConfigError as e:
         print(f"stadsdata: invalid configuration: {e}", file=sys.stderr)
         return 2
@@ -252,6 +371,90 @@ def restore(args: argparse.Namespace) -> int:
 
     print(backup.restore(args.src, effective(args).settings.db, force=args.force))
     return 0
+
+
+def import_file(args: argparse.Namespace) -> int:
+    from stadsdata.ingest import files
+
+    return files.command(effective(args).settings, args)
+
+
+def dead_letters(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from stadsdata.ingest.base import DecodeError
+    from stadsdata.ingest.connectors import decoders
+    from stadsdata.model.entities import sensing_registry
+    from stadsdata.model.values import format_instant
+    from stadsdata.service import Service
+    from stadsdata.store import open_store
+    from stadsdata.store.base import DeadLetter
+
+    settings = effective(args).settings
+    action = args.letters_command
+    wanted = [args.id] if action == "show" else list(getattr(args, "ids", ()) or ())
+
+    async def every(service: Service) -> list[DeadLetter]:
+        found: list[DeadLetter] = []
+        after = 0
+        while batch := await service.dead_letters(getattr(args, "source", None), after, 1000):
+            found += [x for x in batch if not wanted or x.id in wanted]
+            after = batch[-1].id
+        return found
+
+    async def act(service: Service, letters: list[DeadLetter]) -> int:
+        status = 0
+        if action == "list":
+            for x in letters:
+                reason = x.reason if len(x.reason) <= 100 else x.reason[:99] + "…"
+                print(f"{x.id}\t{format_instant(x.received)}\t{x.source}\t{len(x.payload)} B\t{reason}")
+            print(f"{len(letters)} dead letter(s)", file=sys.stderr)
+        elif action == "show":
+            for x in letters:
+                print(f"id: {x.id}\nreceived: {format_instant(x.received)}\nsource: {x.source}\npath: {x.path}")
+                if x.topic is not None:
+                    print(f"topic: {x.topic}")
+                print(f"reason: {x.reason}\npayload ({len(x.payload)} bytes):", flush=True)
+                sys.stdout.buffer.write(x.payload + b"\n")
+                sys.stdout.buffer.flush()
+        elif action == "replay":
+            known = decoders(settings)
+            for x in letters:
+                try:
+                    delivery = await service.replay(x, known)
+                except DecodeError as exc:
+                    print(f"{x.id}: still not decoded, kept: {exc}")
+                    status = 1
+                    continue
+                if delivery.duplicate:
+                    print(f"{x.id}: replayed before; nothing stored")
+                elif delivery.rejected:
+                    print(
+                        f"{x.id}: {len(delivery.created)} observation(s) stored, {len(delivery.rejected)} refused "
+                        "again and kept as a new dead letter"
+                    )
+                    status = 1
+                else:
+                    print(f"{x.id}: {len(delivery.created)} observation(s) stored")
+        else:
+            for x in letters:
+                if await service.remove_dead_letter(x.id):
+                    print(f"{x.id}: deleted")
+        missing = sorted(set(wanted) - {x.id for x in letters})
+        if missing:
+            print(f"stadsdata dead-letters: no such dead letter: {', '.join(map(str, missing))}", file=sys.stderr)
+            status = 1
+        return status
+
+    async def run() -> int:
+        store = open_store(settings.db, sensing_registry(), synchronous=settings.synchronous)
+        try:
+            service = Service(store.registry, store)
+            return await act(service, await every(service))
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
 
 
 def redact(db: str) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from stadsdata.settings import KINDS, Settings, SettingsError, check
+from stadsdata.settings import KINDS, SECRETS, Settings, SettingsError, check
 
 ENV_PREFIX = "STADSDATA_"
 FIELDS = tuple(f.name for f in fields(Settings))
@@ -119,12 +119,15 @@ def _checked(key: str, value: Any, where: str) -> Any:
 def to_toml(effective: Effective, *, redact: Any = None) -> str:
     """The effective configuration as a TOML document, each value with its source as a comment.
 
-    ``redact`` (str -> str) masks secrets in the database location.
+    ``redact`` (str -> str) masks the password in a URL (the database, the MQTT broker); secrets are
+    printed as ``***``.
     """
     lines = ["# stadsdata: the effective configuration (flag > environment > file > default)"]
     for key in FIELDS:
         value = getattr(effective.settings, key)
-        if key == "db" and redact is not None:
+        if key in SECRETS and value is not None:
+            value = "***"
+        elif key in ("db", "mqtt_url") and redact is not None and value is not None:
             value = redact(value)
         source = effective.sources[key]
         if value is None:

@@ -18,7 +18,7 @@ import jsonpatch
 import orjson
 
 from stadsdata.errors import BadRequest, Conflict, MethodNotAllowed, NotFound, ValidationError
-from stadsdata.ingest.base import DecodeError, Delivery, Message, Reading
+from stadsdata.ingest.base import DecodeError, Decoder, Delivery, Message, Reading
 from stadsdata.model.dataarray import ObservationRows
 from stadsdata.model.entities import (
     DATASTREAM,
@@ -369,9 +369,12 @@ class Service:
             self.on_ingest(message.path, len(delivery.created), len(delivery.rejected))
         return delivery
 
-    async def dead_letter(self, source: str, path: str, reason: str, payload: bytes) -> int:
-        """Keep a payload that could not be decoded, with the reason; its id once committed."""
-        new_id: int = await self.store.write(lambda tx: tx.add_dead_letter(source, path, reason, payload, now_micros()))
+    async def dead_letter(self, source: str, path: str, reason: str, payload: bytes, topic: str | None = None) -> int:
+        """Keep a payload that could not be decoded, with the reason (and the MQTT topic it came on); its id once
+        committed."""
+        new_id: int = await self.store.write(
+            lambda tx: tx.add_dead_letter(source, path, reason, payload, now_micros(), topic)
+        )
         if self.on_ingest is not None:
             self.on_ingest(path, 0, 1)
         return new_id
@@ -379,7 +382,7 @@ class Service:
     async def dead_letters(self, source: str | None = None, after: int = 0, limit: int = 1000) -> list[DeadLetter]:
         return await self.store.run_read(lambda tx: tx.dead_letters(source, after, limit))
 
-    async def replay(self, letter: DeadLetter, decoders: Mapping[str, Callable[[bytes], Message]]) -> Delivery:
+    async def replay(self, letter: DeadLetter, decoders: Mapping[str, Decoder]) -> Delivery:
         """Decode a dead letter again (with the connector of its source) and ingest it; the letter is removed
         in the same transaction. Readings refused again become a new dead letter; a payload that still does
         not decode raises ``DecodeError`` and the letter stays.
@@ -394,7 +397,7 @@ class Service:
             if decode is None:
                 known = ", ".join(sorted(decoders)) or "none"
                 raise DecodeError(f"no connector decodes source {letter.source!r} (configured: {known})")
-            message = decode(letter.payload)
+            message = decode(letter.payload, letter.topic)
         return await self.ingest(replace(message, key=f"dead-letter:{letter.id}"), retire=letter.id)
 
     async def remove_dead_letter(self, id: int) -> bool:

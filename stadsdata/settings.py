@@ -41,6 +41,14 @@ class Settings:
     """SQLite ``PRAGMA synchronous``: FULL survives power loss; NORMAL survives process crashes only."""
     log_level: str = "INFO"
     """INFO logs one line per request; WARNING only problems."""
+    mqtt_url: str | None = None
+    """An external MQTT broker, ``mqtt://user:password@host:port``; unset: the embedded broker on ``mqtt_port``."""
+    mqtt_port: int = 1883
+    """The port of the embedded MQTT broker (on ``host``); 0: no embedded broker and no MQTT at all."""
+    ingest_mapping: str | None = None
+    """A TOML file that maps LoRaWAN devices and MQTT topics to Datastreams (docs/ingest.md)."""
+    webhook_secret: str | None = None
+    """The shared secret LoRaWAN network servers send with webhook uplinks; unset: the webhooks are off."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -64,7 +72,14 @@ KINDS: dict[str, tuple[type, bool, int | None]] = {
     "estimated_count_above": (int, False, 0),
     "synchronous": (str, False, None),
     "log_level": (str, False, None),
+    "mqtt_url": (str, True, None),
+    "mqtt_port": (int, False, 0),
+    "ingest_mapping": (str, True, None),
+    "webhook_secret": (str, True, None),
 }
+
+SECRETS = ("webhook_secret",)
+"""Settings printed masked; the password in a URL (db, mqtt_url) is masked too."""
 
 
 def check(key: str, value: Any) -> None:
@@ -77,8 +92,8 @@ def check(key: str, value: Any) -> None:
     if kind is int:
         if not isinstance(value, int) or isinstance(value, bool):
             raise SettingsError(key, f"must be an integer, not {type(value).__name__} {value!r}")
-        if key == "port" and not 1 <= value <= 65535:
-            raise SettingsError(key, f"{value} is out of range: a port is 1 to 65535")
+        if key in ("port", "mqtt_port") and not (lowest or 0) <= value <= 65535:
+            raise SettingsError(key, f"{value} is out of range: a port is {lowest} to 65535")
         if lowest is not None and value < lowest:
             raise SettingsError(key, f"{value} is too small: at least {lowest}")
         return
@@ -90,5 +105,7 @@ def check(key: str, value: Any) -> None:
         raise SettingsError(key, f"{value!r} is neither FULL nor NORMAL")
     if key == "log_level" and value not in LOG_LEVELS:
         raise SettingsError(key, f"{value!r} is none of {', '.join(LOG_LEVELS)}")
+    if key == "mqtt_url" and not value.startswith(("mqtt://", "mqtts://")):
+        raise SettingsError(key, f"{value!r} is not an mqtt:// or mqtts:// URL")
     if key == "base_url" and not value.startswith(("http://", "https://")):
         raise SettingsError(key, f"{value!r} is not an http:// or https:// URL")

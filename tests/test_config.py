@@ -115,6 +115,9 @@ def test_serve_runs_with_the_effective_settings(tmp_path: Path, monkeypatch: pyt
         ("", {}, ["--port", "65536"], ["port", "out of range", "--port"]),
         ("", {}, ["--max-body-bytes", "-1"], ["max_body_bytes", "--max-body-bytes"]),
         ("max_top = 50\n", {}, ["--default-top", "60"], ["default_top", "max_top", "--default-top"]),
+        ('mqtt_url = "tcp://broker:1883"\n', {}, [], ["mqtt_url", "mqtt://", "city.toml"]),
+        ("", {"STADSDATA_MQTT_PORT": "-1"}, [], ["mqtt_port", "out of range", "STADSDATA_MQTT_PORT"]),
+        ("", {}, ["--mqtt-port", "70000"], ["mqtt_port", "out of range", "--mqtt-port"]),
     ],
 )
 def test_invalid_configuration_exits_2_naming_the_key(
@@ -169,6 +172,12 @@ def test_config_show_masks_the_password(
     monkeypatch.setenv("STADSDATA_DB", "postgresql://city:other-secret@db/x")
     doc, out = _show(capsys, "--config", str(config))
     assert "other-secret" not in out and _source(out, "db") == "environment variable STADSDATA_DB"
+
+    monkeypatch.setenv("STADSDATA_WEBHOOK_SECRET", "hook-s3cret")
+    monkeypatch.setenv("STADSDATA_MQTT_URL", "mqtt://ingest:broker-s3cret@broker.internal:1883")
+    doc, out = _show(capsys, "--config", str(config))
+    assert "hook-s3cret" not in out and doc["webhook_secret"] == "***"
+    assert "broker-s3cret" not in out and doc["mqtt_url"] == "mqtt://ingest:***@broker.internal:1883"
 
 
 def test_settings_validate_themselves() -> None:

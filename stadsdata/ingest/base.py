@@ -16,6 +16,7 @@ with its key, so that:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,11 @@ class Message:
     key: str | None
     readings: tuple[Reading, ...]
     path: str = "http"  # the ingest path for metrics: http, mqtt, lorawan, file
+
+
+Decoder = Callable[[bytes, str | None], Message]
+"""A connector's pure half: a payload (and the MQTT topic it came on, None otherwise) → its message, or
+``DecodeError``."""
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ class DeadLetter:
     received: int  # microseconds since 1970 UTC
     reason: str
     payload: bytes
+    topic: str | None = None  # the MQTT topic it came on; the decoder of some sources needs it
 
 
 class Finish:
@@ -112,7 +113,9 @@ class Tx(Protocol):
         """Record that the message ``key`` of ``source`` is committed with this transaction; False if it was before."""
         ...
 
-    def add_dead_letter(self, source: str, path: str, reason: str, payload: bytes, received: int) -> int: ...
+    def add_dead_letter(
+        self, source: str, path: str, reason: str, payload: bytes, received: int, topic: str | None = None
+    ) -> int: ...
 
     def dead_letters(self, source: str | None, after: int, limit: int) -> list[DeadLetter]:
         """Dead letters with ids above ``after``, oldest first, of one source or all."""

@@ -186,6 +186,7 @@ def _ingest_tables(meta: MetaData) -> None:
         Column("received", BigInteger, nullable=False),
         Column("reason", String, nullable=False),
         Column("payload", LargeBinary, nullable=False),
+        Column("topic", String),
         Index("ix_dead_letters_source", "source"),
         sqlite_autoincrement=True,
     )

@@ -526,26 +526,37 @@ class SqlSession:
         cur = self.run(("claim",), build, source=source, msg_key=key, received=received)
         return cur.rowcount == 1  # type: ignore[no-any-return]
 
-    def add_dead_letter(self, source: str, path: str, reason: str, payload: bytes, received: int) -> int:
+    def add_dead_letter(
+        self, source: str, path: str, reason: str, payload: bytes, received: int, topic: str | None = None
+    ) -> int:
         table = self.metadata.tables["dead_letters"]
 
         def build() -> Any:
-            names = ("source", "path", "reason", "payload", "received")
+            names = ("source", "path", "reason", "payload", "received", "topic")
             return insert(table).values({n: bindparam(n) for n in names}).returning(table.c.id)
 
         cur = self.run(
-            ("dead_letter",), build, source=source, path=path, reason=reason, payload=payload, received=received
+            ("dead_letter",),
+            build,
+            source=source,
+            path=path,
+            reason=reason,
+            payload=payload,
+            received=received,
+            topic=topic,
         )
         return int(cur.fetchone()[0])
 
     def dead_letters(self, source: str | None, after: int, limit: int) -> list[DeadLetter]:
         table = self.metadata.tables["dead_letters"]
-        stmt = select(table.c.id, table.c.source, table.c.path, table.c.received, table.c.reason, table.c.payload)
+        stmt = select(
+            table.c.id, table.c.source, table.c.path, table.c.received, table.c.reason, table.c.payload, table.c.topic
+        )
         stmt = stmt.where(table.c.id > after)
         if source is not None:
             stmt = stmt.where(table.c.source == source)
         rows = self.fetch(stmt.order_by(table.c.id).limit(limit))
-        return [DeadLetter(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
+        return [DeadLetter(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6]) for r in rows]
 
     def remove_dead_letter(self, id: int) -> bool:
         table = self.metadata.tables["dead_letters"]

@@ -123,14 +123,18 @@ def test_refused_readings_are_dead_lettered_and_the_others_stored(city: TestClie
 
 def test_replay_stores_what_decodes_now_and_only_once(city: TestClient) -> None:
     service = _service(city)
-    letter_id = _run(city, service.dead_letter, "ttn", "lorawan", "device dev-7 is not in the mapping", b'{"v": 2.5}')
+    topic = "v3/city@ttn/devices/dev-7/up"
+    reason = "device dev-7 is not in the mapping"
+    letter_id = _run(city, service.dead_letter, "ttn", "lorawan", reason, b'{"v": 2.5}', topic)
     [letter] = _run(city, service.dead_letters, "ttn")
     assert letter.id == letter_id and letter.payload == b'{"v": 2.5}' and letter.reason.startswith("device dev-7")
+    assert letter.topic == topic
     with pytest.raises(DecodeError, match="no connector decodes source 'ttn'"):
         _run(city, service.replay, letter, {})
     assert _run(city, service.dead_letters)  # still there
 
-    def decode(payload: bytes) -> Message:
+    def decode(payload: bytes, on: str | None) -> Message:
+        assert on == topic  # the decoder gets the topic the payload came on
         return _message("dev-7:1", Reading(1, T0, 2.5), source="ttn")
 
     delivery = _run(city, service.replay, letter, {"ttn": decode})
