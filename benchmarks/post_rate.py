@@ -2,13 +2,15 @@
 
     python -m benchmarks.post_rate                    # 20,000 POSTs over 32 keep-alive connections
     python -m benchmarks.post_rate --requests 50000 --connections 64 --synchronous NORMAL
+    python -m benchmarks.post_rate --db postgresql://stadsdata@127.0.0.1:25432/city   # PostgreSQL
 
-Starts `stadsdata serve` on a fresh database with one Datastream, then a concurrent
-keep-alive HTTP/1.1 client (asyncio, one process) posts ``--requests`` Observations, each its
-own request, and each answered 201 only once committed. In the same run the same rows are
-inserted into the same schema with Python's sqlite3 directly, two ways: one transaction per row
-(what acknowledging each write separately costs without group commit) and one executemany
-(the ceiling). Prints the rates and their ratios.
+Starts `stadsdata serve` on a fresh SQLite database (or the PostgreSQL database given with
+--db, which must exist; the rows written are removed afterwards) with a new Datastream, then a
+concurrent keep-alive HTTP/1.1 client (asyncio, one process) posts ``--requests`` Observations,
+each its own request, and each answered 201 only once committed. In the same run the same rows
+are inserted into the same schema directly (sqlite3, or psycopg), two ways: one transaction per
+row (what acknowledging each write separately costs without group commit) and all at once
+(executemany; COPY on PostgreSQL), the ceiling. Prints the rates and their ratios.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 from tqdm import tqdm
 
 from benchmarks.rawdb import OBSERVATION_INSERT, raw_database
 from benchmarks.server import Server
+from stadsdata.cli import redact
 from stadsdata.model.values import format_instant
 from stadsdata.settings import Settings
 
@@ -101,7 +105,7 @@ async def post_all(
 
 def raw_rates(rows: list[tuple[int, float]], synchronous: str) -> tuple[float, float]:
     """Rows per second into the same schema with sqlite3: one transaction per row, and one executemany."""
-    rates = []
+    rates: list[float] = []
     for per_row in (True, False):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "raw.db"
@@ -122,11 +126,45 @@ def raw_rates(rows: list[tuple[int, float]], synchronous: str) -> tuple[float, f
     return rates[0], rates[1]
 
 
-def run_server(db: Path, bodies: list[bytes], connections: int, synchronous: str) -> tuple[float, list[float], float]:
+def raw_rates_postgres(db: str, datastream: int, rows: list[tuple[int, float]]) -> tuple[float, float]:
+    """Rows per second into ``db`` with psycopg: one transaction per row, and one COPY; the rows are removed after."""
+    insert = (
+        "INSERT INTO observations (phenomenon_time_start, result_type, result_number, result_quality_type,"
+        " datastream_id, feature_of_interest_id) VALUES (%s, 2, %s, 0, %s, %s)"
+    )
+    shift = 10**15  # after everything the API wrote, so that the rows can be told apart and removed
+    with psycopg.connect(db, autocommit=True) as pg:
+        foi = pg.execute("SELECT min(id) FROM features_of_interest").fetchone()
+        assert foi is not None
+        t = time.perf_counter()
+        for start, result in rows:
+            pg.execute(insert, (start + shift, result, datastream, foi[0]))  # autocommit: a transaction each
+        per_row = len(rows) / (time.perf_counter() - t)
+        t = time.perf_counter()
+        with (
+            pg.transaction(),
+            pg.cursor() as cur,
+            cur.copy(
+                "COPY observations (phenomenon_time_start, result_type, result_number, result_quality_type,"
+                " datastream_id, feature_of_interest_id) FROM STDIN"
+            ) as copy,
+        ):
+            for start, result in rows:
+                copy.write_row((start + 2 * shift, 2, result, 0, datastream, foi[0]))
+        bulk = len(rows) / (time.perf_counter() - t)
+        pg.execute("DELETE FROM observations WHERE datastream_id = %s", (datastream,))
+        pg.execute("DELETE FROM datastreams WHERE id = %s", (datastream,))
+    return per_row, bulk
+
+
+def run_server(
+    db: Path | str, bodies: list[bytes], connections: int, synchronous: str
+) -> tuple[float, list[float], float, int]:
     """Serve ``db`` and POST ``bodies`` (after 200 for warm-up); check that every acknowledged one is stored.
 
     Also returns the rate of the cheapest request there is (``GET /health/live``) with the same
-    client and connections: the ceiling of the HTTP stack and client on this machine."""
+    client and connections: the ceiling of the HTTP stack and client on this machine, and the id
+    of the Datastream."""
     with Server(db, "--synchronous", synchronous) as server:
         conn = http.client.HTTPConnection("127.0.0.1", server.port)
         conn.request("POST", "/v1.1/Datastreams", orjson.dumps(SETUP), {"Content-Type": "application/json"})
@@ -134,7 +172,9 @@ def run_server(db: Path, bodies: list[bytes], connections: int, synchronous: str
         resp.read()
         if resp.status != 201:
             raise SystemExit(f"setup failed: {resp.status}")
-        path = "/v1.1" + resp.getheader("Location", "").split("/v1.1", 1)[1] + "/Observations"
+        location = resp.getheader("Location", "")
+        datastream = int(location.rsplit("(", 1)[1].rstrip(")"))
+        path = "/v1.1" + location.split("/v1.1", 1)[1] + "/Observations"
         # Warm up: the first requests pay for imports and caches.
         run(post_all(server.port, path, bodies[:200], 8))
         elapsed, latencies = run(post_all(server.port, path, bodies[200:], connections))
@@ -145,7 +185,7 @@ def run_server(db: Path, bodies: list[bytes], connections: int, synchronous: str
             raise SystemExit(f"{len(bodies)} Observations acknowledged but {count} stored")
         probes = [b""] * len(bodies[200:])
         ceiling, _ = run(post_all(server.port, "/health/live", probes, connections, "GET", b" 200 "))
-    return elapsed, latencies, len(probes) / ceiling
+    return elapsed, latencies, len(probes) / ceiling, datastream
 
 
 def run(coro: Any) -> Any:
@@ -170,21 +210,30 @@ def main() -> None:
     parser.add_argument(
         "--synchronous", choices=("FULL", "NORMAL"), default=Settings.synchronous, help="(default: %(default)s)"
     )
+    parser.add_argument("--db", help="an existing PostgreSQL database to benchmark instead of a new SQLite file")
     args = parser.parse_args()
 
     bodies = [orjson.dumps(observation(i)) for i in range(args.requests)]
     rows = [(START + i * 1_000_000, float(observation(i)["result"])) for i in range(args.requests)]  # type: ignore[arg-type]
-    with tempfile.TemporaryDirectory() as tmp:
-        elapsed, latencies, ceiling = run_server(Path(tmp) / "city.db", bodies, args.connections, args.synchronous)
+    if args.db:
+        elapsed, latencies, ceiling, datastream = run_server(args.db, bodies, args.connections, args.synchronous)
+        per_row, bulk = raw_rates_postgres(args.db, datastream, rows)
+        raw, store = ("psycopg", "one COPY"), f"PostgreSQL {redact(args.db)}"
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            elapsed, latencies, ceiling, _ = run_server(
+                Path(tmp) / "city.db", bodies, args.connections, args.synchronous
+            )
+        per_row, bulk = raw_rates(rows, args.synchronous)
+        raw, store = ("sqlite3", "one executemany"), f"SQLite synchronous={args.synchronous}"
     api = (len(bodies) - 200) / elapsed
-    per_row, bulk = raw_rates(rows, args.synchronous)
     print(
-        f"\nsingle-Observation POST, {args.connections} keep-alive connections, synchronous={args.synchronous}\n\n"
+        f"\nsingle-Observation POST, {args.connections} keep-alive connections, {store}\n\n"
         f"  POST /Datastreams(id)/Observations        {api:>9,.0f} obs/s   "
         f"latency p50 {pct(latencies, 0.5):.1f} ms  p99 {pct(latencies, 0.99):.1f} ms   (goal ≥ 5,000 obs/s)\n"
         f"  GET /health/live (HTTP stack ceiling)     {ceiling:>9,.0f} req/s   API / this: {api / ceiling:.0%}\n"
-        f"  raw sqlite3, one transaction per row      {per_row:>9,.0f} rows/s  API / this: {api / per_row:.2f}\n"
-        f"  raw sqlite3, one executemany              {bulk:>9,.0f} rows/s  API / this: {api / bulk:.1%}"
+        f"  raw {raw[0]}, one transaction per row  {per_row:>11,.0f} rows/s  API / this: {api / per_row:.2f}\n"
+        f"  raw {raw[0]}, {raw[1]:<20}      {bulk:>9,.0f} rows/s  API / this: {api / bulk:.1%}"
     )
 
 
