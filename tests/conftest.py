@@ -43,9 +43,9 @@ def _database_url(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_database(worker_id: str) -> Iterator[str]:
-    """A migrated PostgreSQL database of this test worker: its URL."""
-    name = f"stadsdata_test_{worker_id}"
+def postgres_database(worker_id: str, testrun_uid: str) -> Iterator[str]:
+    """A migrated PostgreSQL database of this test worker in this test run (runs may share a server): its URL."""
+    name = f"stadsdata_test_{worker_id}_{testrun_uid[:8]}"
     assert POSTGRES is not None
     with psycopg.connect(POSTGRES, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
