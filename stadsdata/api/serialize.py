@@ -29,9 +29,6 @@ def _formatter(kind: Kind) -> Callable[[Any], Any] | None:
     return None
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
 @lru_cache(maxsize=64)
 def _bucket_formatter(zone: str) -> Callable[[int], str]:
     """Bucket starts in ``zone`` with its offset (``2026-03-29T00:00:00+01:00``); in UTC with a ``Z``."""
@@ -40,8 +37,9 @@ def _bucket_formatter(zone: str) -> Callable[[int], str]:
     tz = ZoneInfo(zone)
 
     def fmt(us: int) -> str:
-        local = (_EPOCH + dt.timedelta(microseconds=us)).astimezone(tz)
-        return local.isoformat(timespec="microseconds" if local.microsecond else "seconds")
+        seconds, micros = divmod(us, 1_000_000)
+        local = dt.datetime.fromtimestamp(seconds, tz)  # half the time of epoch + timedelta, astimezone
+        return local.replace(microsecond=micros).isoformat() if micros else local.isoformat()
 
     return fmt
 
@@ -199,24 +197,33 @@ class Serializer:
         """The groups of a ``$apply``: bucket starts as ISO 8601 in the bucket's time zone,
         a grouped path such as ``Datastream/@iot.id`` nested as OData writes it (``{"Datastream": {"@iot.id": 1}}``)."""
         assert plan.apply is not None
-        formats: list[tuple[str, Callable[[Any], Any] | None]] = [
+        columns: list[tuple[str, Callable[[Any], Any] | None]] = [
             (k.alias, _bucket_formatter(k.value.zone) if isinstance(k.value, Bucket) else None)
             for k in plan.apply.groupby
-        ]
-        formats += [(a.alias, None) for a in plan.apply.aggregates]
-        rows = []
-        for item in data.items:
-            row: dict[str, Any] = {}
-            for name, fmt in formats:
-                value = item.values[name]
-                if fmt is not None and value is not None:
-                    value = fmt(value)
-                *outer, last = name.split("/")
-                target = row
-                for seg in outer:
-                    target = target.setdefault(seg, {})
-                target[last] = value
-            rows.append(row)
+        ] + [(a.alias, None) for a in plan.apply.aggregates]
+        if all("/" not in name for name, _ in columns):  # flat rows, the common case: one dict each
+            formatted = [(key, f) for key, f in columns if f is not None]
+            rows = []
+            for item in data.items:
+                flat = dict(item.values)
+                for key, f in formatted:
+                    if (v := flat[key]) is not None:
+                        flat[key] = f(v)
+                rows.append(flat)
+        else:
+            paths = [(name, fmt, name.split("/")) for name, fmt in columns]
+            rows = []
+            for item in data.items:
+                row: dict[str, Any] = {}
+                for name, fmt, (*outer, last) in paths:
+                    value = item.values[name]
+                    if fmt is not None and value is not None:
+                        value = fmt(value)
+                    target = row
+                    for seg in outer:
+                        target = target.setdefault(seg, {})
+                    target[last] = value
+                rows.append(row)
         out: dict[str, Any] = {}
         if data.count is not None:
             out["@iot.count"] = data.count
