@@ -387,18 +387,23 @@ class Service:
         in the same transaction. Readings refused again become a new dead letter; a payload that still does
         not decode raises ``DecodeError`` and the letter stays.
 
-        The message gets the key ``dead-letter:<id>``: its original key may be committed already
-        (the other readings of a message with a refused one), and replaying twice must not store twice.
+        A payload the connector could not decode was never committed, so its message keeps the key the
+        connector gives it: two letters of one delivery (a network server that sent it again) store it
+        once. Readings the store refused, and messages without a key, get the key ``dead-letter:<id>``
+        instead: the original key is committed already (with the other readings of the message), and
+        replaying one letter twice must not store twice.
         """
         if letter.path == READINGS_PATH:
-            message = decode_message(letter.payload)
+            message = replace(decode_message(letter.payload), key=None)
         else:
             decode = decoders.get(letter.source)
             if decode is None:
                 known = ", ".join(sorted(decoders)) or "none"
                 raise DecodeError(f"no connector decodes source {letter.source!r} (configured: {known})")
             message = decode(letter.payload, letter.topic)
-        return await self.ingest(replace(message, key=f"dead-letter:{letter.id}"), retire=letter.id)
+        if message.key is None:
+            message = replace(message, key=f"dead-letter:{letter.id}")
+        return await self.ingest(message, retire=letter.id)
 
     async def remove_dead_letter(self, id: int) -> bool:
         removed: bool = await self.store.write(lambda tx: tx.remove_dead_letter(id))

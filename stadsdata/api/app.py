@@ -350,7 +350,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     from starlette.routing import Mount
 
-    from stadsdata.api import openapi
+    from stadsdata.api import ingest, openapi
 
     docs = openapi.Docs(registry, api.base_url)  # GET /v1.1/api (OpenAPI) and /v1.1/api.html (Swagger UI)
 
@@ -368,6 +368,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route(VERSION_PATH + "/api", only(READ, docs.document), methods=METHODS),
             Route(VERSION_PATH + "/api.html", only(READ, docs.page), methods=METHODS),
             Mount(VERSION_PATH + "/api-assets", docs.assets),
+            *ingest.routes(settings, service),  # POST /ingest/ttn, /ingest/chirpstack (LoRaWAN webhooks)
             Route(VERSION_PATH + "/{path:path}", api.resource, methods=METHODS),
         ],
         exception_handlers={STAError: sta_error, HTTPException: http_error, Exception: server_error},
