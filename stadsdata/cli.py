@@ -26,6 +26,7 @@ on an embedded SQLite database; no other server needed.
   stadsdata restore city-backup.db --db city.db   bring a backup back
   stadsdata dead-letters list --db city.db         payloads ingestion could not take, and why
   stadsdata import knmi.csv --time date --value RH=3:0.1 --db city.db   time series from CSV/Parquet
+  stadsdata cycling evaluate hengelosestraat   priority for cyclists at traffic lights, in SUMO
 """
 
 SETTINGS_EPILOG = """\
@@ -219,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     for action in (listing, replay):
         action.add_argument("--source", help="only the letters of this source (e.g. ttn, file:…)")
     _add_import(sub)
+    from stadsdata.apps.cycling import cli as cycling_cli
+
+    cycling_cli.add_parser(sub)
     return parser
 
 
@@ -315,6 +319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return import_file(args)
         if args.command == "dead-letters":
             return dead_letters(args)
+        if args.command == "cycling":
+            from stadsdata.apps.cycling import cli as cycling_cli
+
+            return cycling_cli.run(args)
     except ConfigError as e:
         print(f"stadsdata: invalid configuration: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,1 @@
+"""City apps: they use only the public API and plugin hooks."""

@@ -1,0 +1,1 @@
+"""Cyclists get green sooner: priority requests from a city app to traffic lights, evaluated in SUMO."""
