@@ -123,6 +123,15 @@ class Rules:
 
     def derived_feature(self, tx: Tx, parent: EntityType, parent_id: int, where: str) -> int:
         """The FeatureOfInterest generated from the Location of the (Multi)Datastream's Thing."""
+        key = ("derived_feature", parent.name, parent_id)
+        known: int | None = tx.memo.get(key)
+        if known is not None:
+            return known
+        foi = self._derive_feature(tx, parent, parent_id, where)
+        tx.memo[key] = foi  # after any insert above, which empties the memo
+        return foi
+
+    def _derive_feature(self, tx: Tx, parent: EntityType, parent_id: int, where: str) -> int:
         ds = tx.get(parent, parent_id)
         assert ds is not None
         datastream_id = parent_id

@@ -89,6 +89,10 @@ class Tx(Protocol):
 
     def exists(self, entity: EntityType, id: int) -> bool: ...
 
+    memo: dict[Any, Any]
+    """Lookups remembered within the transaction until anything but an Observation is written (see
+    ``SqlSession.memo``): for the rules that derive the same thing for every Observation of a batch."""
+
     def get(self, entity: EntityType, id: int) -> Entity | None: ...
 
     def related_ids(self, entity: EntityType, id: int, rel: Relation) -> list[int]: ...

@@ -184,6 +184,10 @@ class SqlSession:
         self.deferred: list[tuple[str, Any]] = []
         self._shapes: dict[tuple[str, tuple[str, ...] | None], EntityShape] = {}
         self.plans = plans if plans is not None else {}  # compiled read plans, shared by the store's sessions
+        self.memo: dict[Any, Any] = {}
+        """Lookups a write transaction repeats for every unit of a batch (does Datastream 7 exist, which
+        FeatureOfInterest does its Thing's Location give), remembered until anything but an Observation is
+        written, the transaction ends or a unit is rolled back (``forget``)."""
 
     # -- execution ------------------------------------------------------------------
 
@@ -202,7 +206,16 @@ class SqlSession:
         rows = self.fetch(stmt)
         return rows[0][0] if rows else None
 
+    def forget(self) -> None:
+        """Drop what ``memo`` holds: it may describe rows a rollback undid, or rows a write changed."""
+        self.memo.clear()
+
+    def _written(self, table: str) -> None:
+        if table != "observations":  # no lookup in the memo depends on Observation rows
+            self.memo.clear()
+
     def execute(self, stmt: ClauseElement) -> int:
+        self.memo.clear()
         sql, params = self._compile(stmt)
         return self.conn.execute(sql, params(None)).rowcount  # type: ignore[no-any-return]
 
@@ -370,6 +383,7 @@ class SqlSession:
         return self.metadata.tables[entity.table]
 
     def insert(self, entity: EntityType, props: dict[str, Any], fks: dict[str, int | None]) -> int:
+        self._written(entity.table)
         values = codec.encode(entity, props)
         values.update(fks)
         sql, params = self._insert_sql(entity.table, tuple(values))
@@ -383,6 +397,7 @@ class SqlSession:
 
         Returns the new ids in order.
         """
+        self._written(entity.table)
         columns, values = codec.encode_rows(entity, names, rows)
         return self.dialect.bulk_insert(self.conn, self.metadata.tables[entity.table], columns + fk_columns, values)
 
@@ -412,6 +427,7 @@ class SqlSession:
         return self.conn.execute(sql, params(values))
 
     def update(self, entity: EntityType, id: int, props: dict[str, Any], fks: dict[str, int | None]) -> None:
+        self._written(entity.table)
         values = codec.encode(entity, props)
         values.update(fks)
         if values:
@@ -423,14 +439,21 @@ class SqlSession:
             self.run(("update", entity.table, tuple(values)), build, pk=id, **values)
 
     def delete(self, entity: EntityType, id: int) -> bool:
+        self._written(entity.table)
         table = self.table(entity)
         cur = self.run(("delete", entity.table), lambda: delete(table).where(table.c.id == bindparam("pk")), pk=id)
         return cur.rowcount > 0  # type: ignore[no-any-return]
 
     def exists(self, entity: EntityType, id: int) -> bool:
-        table = self.table(entity)
-        cur = self.run(("exists", entity.table), lambda: select(table.c.id).where(table.c.id == bindparam("pk")), pk=id)
-        return cur.fetchone() is not None
+        key = ("exists", entity.table, id)
+        found = self.memo.get(key)
+        if found is None:
+            table = self.table(entity)
+            cur = self.run(
+                ("exists", entity.table), lambda: select(table.c.id).where(table.c.id == bindparam("pk")), pk=id
+            )
+            found = self.memo[key] = cur.fetchone() is not None
+        return bool(found)
 
     def get(self, entity: EntityType, id: int) -> Entity | None:
         shape = self.shape(entity, None)
@@ -460,6 +483,7 @@ class SqlSession:
         return int(self.run(key, lambda: self._related(entity, rel, True), **{PARENT_ID: id}).fetchone()[0])
 
     def link(self, link: LinkTable, source: int, target: int) -> None:
+        self._written(link.table)
         table = self.metadata.tables[link.table]
 
         def build() -> Any:
@@ -470,6 +494,7 @@ class SqlSession:
         self.run(("link", link.table), build, source=source, target=target)
 
     def unlink(self, link: LinkTable, source: int, target: int | None = None) -> int:
+        self._written(link.table)
         table = self.metadata.tables[link.table]
 
         def build() -> ClauseElement:
@@ -491,6 +516,7 @@ class SqlSession:
         return None if row is None else row[0]
 
     def set_generated_foi(self, location_id: int, foi_id: int | None) -> None:
+        self._written("locations")
         table = self.metadata.tables["locations"]
 
         def build() -> ClauseElement:

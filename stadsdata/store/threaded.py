@@ -249,6 +249,7 @@ class ThreadedStore:
                     session.conn.execute("ROLLBACK TO sub")
                     session.conn.execute("RELEASE sub")
                     session.deferred.clear()
+                    session.forget()
                     item.loop.call_soon_threadsafe(_resolve, item.future, None, exc)
                     continue
                 session.conn.execute("RELEASE sub")
@@ -353,6 +354,7 @@ class ThreadedStore:
         results: list[tuple[_Unit, Any, BaseException | None]] = []
         deferred: list[tuple[str, Any]] = []
         try:
+            session.forget()
             conn.execute(self.begin_write)
             for unit in batch:
                 session.deferred = []
@@ -368,6 +370,7 @@ class ThreadedStore:
                     except BaseException as exc:  # noqa: BLE001 - delivered to the caller
                         conn.execute("ROLLBACK TO unit")
                         conn.execute("RELEASE unit")
+                        session.forget()
                         results.append((unit, None, exc))
                         continue
                     conn.execute("RELEASE unit")
@@ -387,6 +390,7 @@ class ThreadedStore:
             if not isinstance(exc, _UnitFailed):
                 log.exception("write batch failed")
             session.deferred = []
+            session.forget()
             if self._in_transaction(conn):
                 conn.execute("ROLLBACK")
             raise
