@@ -17,6 +17,7 @@ DESCRIPTION = """\
 stadsdata: the city's own data platform. An OGC SensorThings API 1.1 server
 on an embedded SQLite database; no other server needed.
 
+  stadsdata demo                       a simulated, live Enschede with its dashboard at http://127.0.0.1:8080/
   stadsdata serve                      serve the API at http://127.0.0.1:8080/v1.1
   stadsdata serve --db city.db --port 9000
   stadsdata serve --config city.toml   settings from a TOML file (and STADSDATA_* variables)
@@ -220,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     for action in (listing, replay):
         action.add_argument("--source", help="only the letters of this source (e.g. ttn, file:…)")
     _add_import(sub)
+    from stadsdata import demo
+
+    demo.add_parser(sub)
     from stadsdata.apps.cycling import cli as cycling_cli
 
     cycling_cli.add_parser(sub)
@@ -317,6 +321,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return restore(args)
         if args.command == "import":
             return import_file(args)
+        if args.command == "demo":
+            from stadsdata import demo
+
+            return demo.run(args)
         if args.command == "dead-letters":
             return dead_letters(args)
         if args.command == "cycling":

@@ -13,7 +13,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from stadsdata.api import batch, dataarray, ops
@@ -309,9 +309,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     service = Service(registry, store, Paging(settings.default_top, settings.max_top))
     api = Api(settings, registry, service)
 
-    async def home(request: Request) -> Response:
-        return RedirectResponse(VERSION_PATH)
-
     async def sta_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, STAError)
         return error_response(exc)
@@ -350,6 +347,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     from starlette.routing import Mount
 
+    from stadsdata import web
     from stadsdata.api import ingest, openapi
 
     docs = openapi.Docs(registry, api.base_url)  # GET /v1.1/api (OpenAPI) and /v1.1/api.html (Swagger UI)
@@ -358,7 +356,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # falling through to the next route that matches the path.
     app = Starlette(
         routes=[
-            Route("/", only(READ, home), methods=METHODS),
+            *web.routes(settings),  # the dashboard: /, /catalogue, /sensors, /datastreams/{id} (docs/dashboard.md)
             Route(VERSION_PATH, only(READ, api.root), methods=METHODS),
             Route(VERSION_PATH + "/", only(READ, api.root), methods=METHODS),
             *(
