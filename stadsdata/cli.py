@@ -28,6 +28,7 @@ on an embedded SQLite database; no other server needed.
   stadsdata dead-letters list --db city.db         payloads ingestion could not take, and why
   stadsdata import knmi.csv --time date --value RH=3:0.1 --db city.db   time series from CSV/Parquet
   stadsdata cycling evaluate hengelosestraat   priority for cyclists at traffic lights, in SUMO
+  stadsdata groundwater alerts run --homes homes.toml --url http://127.0.0.1:8080/v1.1   groundwater under homes
 """
 
 SETTINGS_EPILOG = """\
@@ -227,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     from stadsdata.apps.cycling import cli as cycling_cli
 
     cycling_cli.add_parser(sub)
+    from stadsdata.apps.groundwater import cli as groundwater_cli
+
+    groundwater_cli.add_parser(sub)
     return parser
 
 
@@ -331,6 +335,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from stadsdata.apps.cycling import cli as cycling_cli
 
             return cycling_cli.run(args)
+        if args.command == "groundwater":
+            from stadsdata.apps.groundwater import cli as groundwater_cli
+
+            return groundwater_cli.run(args)
     except ConfigError as e:
         print(f"stadsdata: invalid configuration: {e}", file=sys.stderr)
         return 2

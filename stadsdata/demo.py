@@ -195,6 +195,37 @@ class Demo:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def _groundwater(demo: Demo, simulators: list[Any]) -> Any:
+    """The groundwater app over the demo (its homes are the simulated wells), after a first run; None if it fails."""
+    from stadsdata.apps.groundwater.sim import PAGES, DemoApp
+    from stadsdata.sim.wells import Wells
+
+    wells = next((s for s in simulators if isinstance(s, Wells)), None)
+    if wells is None:
+        return None
+    try:
+        app = DemoApp(demo.dir, demo.url, wells)
+    except Exception as e:  # the demo goes on without the app, and says why
+        say(f"groundwater app: not started: {e}")
+        return None
+    _groundwater_update(app)
+    say(f"groundwater app: residents' and city pages in {demo.dir / PAGES}")
+    return app
+
+
+def _groundwater_update(app: Any) -> None:
+    try:
+        report = app.update()
+    except Exception as e:
+        say(f"groundwater app: {e}")
+        return
+    for event in report.events:
+        where = f"{event.depth:.2f} m below the crawlspace floor"
+        say(f"groundwater alert {event.state}: {event.home} {event.kind} ({where})")
+    for i in report.issues:
+        say(f"groundwater sensor {i.problem}: {i.home}: {i.detail}")
+
+
 class DemoError(Exception):
     """The demo cannot go on; the message says why."""
 
@@ -236,6 +267,7 @@ def run(args: argparse.Namespace) -> int:
         now = time.time()
         created = backfill(client, seeded, now - args.days * DAY, now, progress=args.progress)
         say(f"{created} observations of history added ({time.monotonic() - started:.0f} s)")
+        groundwater = _groundwater(demo, simulators)
         print(f"Dashboard: {demo.url}/", flush=True)
         print(f"SensorThings API: {demo.url}/v1.1", flush=True)
         say("feeding live readings (LoRaWAN webhook and HTTP); Ctrl-C stops")
@@ -245,6 +277,8 @@ def run(args: argparse.Namespace) -> int:
         def report(feed: Live) -> None:
             last = "" if feed.last_sent is None else f", the newest of {instant(feed.last_sent)}"
             say(f"live: {feed.sent} observations sent{last}")
+            if groundwater is not None:
+                _groundwater_update(groundwater)
 
         def done() -> bool:
             if demo.server is None or demo.server.poll() is not None:

@@ -8,6 +8,9 @@ The model, per home:
   that peaks 1-4 days after the rain: water needs time to reach the groundwater) + a slow response
   (the mean recharge of the last months, which gives the seasons: high in late winter, low in late
   summer). Values between two days are interpolated, plus 3 mm of sensor noise.
+* The crawlspace floor is 0.6 m below the floor; the groundwater app (``stadsdata.apps.groundwater``)
+  takes the wells as its homes (``apps/groundwater/sim.py``) and alerts when the water comes within
+  0.20 m of it.
 * The probe hangs 2.2 m below the floor and reports the **water column above it** in cm
   (``Water_deep_cm``, as a Dragino PS-LB does), and its battery voltage (``Bat_V``). The ingest
   mapping turns the column into metres above NAP (Dutch ordnance datum) with the probe's height.
@@ -31,6 +34,8 @@ from stadsdata.sim.places import buurtcode, point_in
 INTERVAL = 900
 PROBE_DEPTH = 2.2
 """Metres from floor level down to the probe."""
+CRAWLSPACE_HEIGHT = 0.6
+"""Metres from floor level down to the crawlspace floor (Dutch crawlspaces are 0.4-0.8 m high)."""
 NEIGHBOURHOODS = (
     # (buurt, floor level in m NAP (invented, of the order of Enschede's ground), homes)
     ("Roombeek-Roomveldje", 38.4, 4),
@@ -99,6 +104,7 @@ class Wells(Simulator):
                             "owner": f"Resident in {buurt} (groundwater project)",
                             "licence": "CC-BY-4.0",
                             "floor_level_m_nap": floor_nap,
+                            "crawlspace_floor_m_nap": round(floor_nap - CRAWLSPACE_HEIGHT, 2),
                             "probe_level_m_nap": probe,
                             "network": "The Things Network",
                         },
