@@ -88,9 +88,11 @@ def test_search_finds_a_sensor(running_demo: DemoProcess, browser: Any) -> None:
     def visible() -> list[str]:
         return [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#catalogue tbody tr") if r.is_displayed()]
 
-    wait_for(lambda: len(visible()) == 2)
-    assert all("Groundwater well Pathmos 2" in row for row in visible())
+    # The well's level and battery, and the depth below the crawlspace floor the groundwater app derives.
+    wait_for(lambda: len(visible()) == 3)
+    assert all(row.startswith("Groundwater well Pathmos 2: ") for row in visible())
     assert any("m NAP" in row for row in visible()) and all("CC-BY-4.0" in row for row in visible())
+    assert any("below the crawlspace floor" in row for row in visible())
     assert "simulated" in visible()[0]
     box.clear()
     box.send_keys("no such sensor anywhere")

@@ -303,11 +303,11 @@ def store(platform: Platform, home: Home) -> Stored:
         },
     )
 
-    def datastream(role: str) -> dict[str, Any]:
+    def datastream(role: str, thing_name: str) -> dict[str, Any]:
         what = roles[role]
         name, description = _OBSERVED[what]
         return {
-            "name": f"Groundwater {home.id}: {name.lower()}",
+            "name": f"{thing_name}: {name.lower()}",
             "description": description + (" (derived by the groundwater app)" if role in ("level", "depth") else ""),
             "observationType": "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement",
             "unitOfMeasurement": battery_unit if role == "battery" else _UNITS[what],
@@ -319,9 +319,11 @@ def store(platform: Platform, home: Home) -> Stored:
             ),
         }
 
+    thing_name = str(found[0].get("name") or "") if found else ""
+    thing_name = thing_name or f"Groundwater well {home.id}"
     if not found:
         body = {
-            "name": f"Groundwater well {home.id}",
+            "name": thing_name,
             "description": f"Crawlspace well in a home in neighbourhood {home.buurtcode}",
             "properties": props,
             "Locations": [
@@ -332,7 +334,7 @@ def store(platform: Platform, home: Home) -> Stored:
                     "location": {"type": "Point", "coordinates": list(home.location)},
                 }
             ],
-            "Datastreams": [datastream(r) for r in ROLES],
+            "Datastreams": [datastream(r, thing_name) for r in ROLES],
         }
         thing = int(platform.send("POST", "Things", body)["@iot.id"])
         previous: tuple[Calibration, ...] = ()
@@ -345,7 +347,9 @@ def store(platform: Platform, home: Home) -> Stored:
     for role in _needed(home):
         if role not in have:
             have[role] = int(
-                platform.send("POST", "Datastreams", {**datastream(role), "Thing": {"@iot.id": thing}})["@iot.id"]
+                platform.send("POST", "Datastreams", {**datastream(role, thing_name), "Thing": {"@iot.id": thing}})[
+                    "@iot.id"
+                ]
             )
     if home.kind == "level":
         have["raw"] = have["level"]  # the level is what the sensor reports
