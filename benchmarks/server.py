@@ -40,6 +40,8 @@ class Server:
             str(self.port),
             *self.extra,
         ]
+        if not any(arg in ("--mqtt-port", "--mqtt-url") for arg in self.extra):
+            cmd += ["--mqtt-port", "0"]  # no embedded broker on 1883 unless the benchmark is about MQTT
         # The server logs a line per request, as it does in production: to a file, not a pipe
         # that nobody reads while it runs (a full pipe would stop the server).
         self.log = tempfile.TemporaryFile()

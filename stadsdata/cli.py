@@ -114,7 +114,7 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         "--mqtt-port",
         type=int,
         metavar="N",
-        help=f"port of the embedded MQTT broker; 0 turns MQTT off (default: {Settings.mqtt_port})",
+        help=f"port of the embedded MQTT broker; 0: none, MQTT off unless --mqtt-url (default: {Settings.mqtt_port})",
     )
     parser.add_argument(
         "--ingest-mapping",

@@ -44,6 +44,19 @@ from stadsdata.store.base import Collection, DeadLetter, Entity, Finish, Store, 
 
 UpdateMode = Literal["patch", "put", "json-patch"]
 
+CHANGES = "stadsdata.changes"
+"""The deferred-work key under which writes record the entities they create or update (``Service.on_change``)."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """An entity a write created or updated; ``fields``: the properties an update set (None: all of them)."""
+
+    entity: EntityType
+    ids: tuple[int, ...]
+    kind: Literal["created", "updated"]
+    fields: frozenset[str] | None = None
+
 
 @dataclass
 class ReadResult:
@@ -59,8 +72,23 @@ class Service:
         self.rules = Rules(registry)
         self.on_ingest: Callable[[str, int, int], None] | None = None
         """Called with (path, readings stored, readings rejected) after each committed ingest (metrics)."""
+        self.on_change: Callable[[list[Change]], None] | None = None
+        """Called with the entities a batch of writes created or updated (any path: create, update,
+        CreateObservations, ingest), on the store's writer thread as the batch is about to commit. It must only
+        hand the changes over (thread-safely) and return; whoever reads the entities waits for the commit first
+        (a no-op ``store.write`` answers once the batch, or a ``$batch`` change set holding the writer, is done)."""
         store.register_deferred(EXTEND_DATASTREAM, self.rules.extend_datastreams)
+        store.register_deferred(CHANGES, self._changed)
         store.register_deferred(RECOMPUTE_DATASTREAM, self.rules.recompute_datastreams)
+
+    def _changed(self, tx: Tx, changes: list[Change]) -> None:
+        if self.on_change is not None and changes:
+            self.on_change(changes)
+
+    def _record(self, tx: Tx, change: Change) -> None:
+        """Note a change for ``on_change``; nothing at all while nobody listens."""
+        if self.on_change is not None:
+            tx.defer(CHANGES, change)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -113,6 +141,21 @@ class Service:
 
     async def create(self, path: ResourcePath, body: object) -> Entity:
         """POST to a collection: deep insert, links by ``@iot.id``; returns the created entity."""
+        created: Entity = await self.store.write(self._create_unit(path, body, None))
+        return created
+
+    async def create_claimed(
+        self, path: ResourcePath, body: object, source: str, key: str, *, redelivered: bool
+    ) -> Entity | None:
+        """``create``, committed together with the claim of ``key`` for ``source`` (as ``ingest`` claims a
+        message). A ``redelivered`` request whose key was claimed before creates nothing and returns None;
+        a first delivery is always created (a key may come again with a new request)."""
+        created: Entity | None = await self.store.write(self._create_unit(path, body, (source, key, redelivered)))
+        return created
+
+    def _create_unit(
+        self, path: ResourcePath, body: object, claim: tuple[str, str, bool] | None
+    ) -> Callable[[Tx], Any]:
         if not path.is_collection or path.property is not None:
             raise MethodNotAllowed(
                 f"POST creates entities in a collection; {path.text()} is not a collection",
@@ -120,7 +163,9 @@ class Service:
             )
         inp = parse_entity(self.registry, path.target, body, "create")
 
-        def unit(tx: Tx) -> Finish:
+        def unit(tx: Tx) -> Finish | None:
+            if claim is not None and not tx.claim(claim[0], claim[1], now_micros()) and claim[2]:
+                return None
             back = None
             if len(path.segments) > 1:
                 parent = path.segments[-2]
@@ -132,7 +177,7 @@ class Service:
             new_id = _Writer(self, tx).create(inp, back)
             return Finish(lambda t: t.get(inp.entity, new_id))
 
-        return await self.store.write(unit)  # type: ignore[no-any-return]
+        return unit
 
     async def update(self, path: ResourcePath, body: object, mode: UpdateMode) -> Entity:
         if path.is_collection or path.property is not None or path.ref:
@@ -274,6 +319,7 @@ class Service:
                 now_time = ((now, None),) if default_time else ()
                 bulk = [(*values, *now_time, ds_id, shared if f is None else f) for values, f in valid]
                 ids = tx.insert_many(OBSERVATION, names, fk_columns, bulk)
+                self._record(tx, Change(OBSERVATION, tuple(ids), "created"))
                 self.rules.observations_written(tx, (parent, ds_id), names, bulk, len(names) + 1)
                 return list(ids)
         results: list[int | str] = []
@@ -315,6 +361,7 @@ class Service:
             rows.append((*values, ds_id, feature))
             results.append(0)
         ids = tx.insert_many(OBSERVATION, names, fk_columns, rows)
+        self._record(tx, Change(OBSERVATION, tuple(ids), "created"))
         for i, new_id in zip(pending, ids, strict=True):
             results[i] = new_id
         self.rules.observations_written(tx, (parent, ds_id), names, rows, len(names) + 1)
@@ -499,6 +546,7 @@ class _Writer:
     """The write operations of one unit, with the rules applied."""
 
     def __init__(self, service: Service, tx: Tx) -> None:
+        self.service = service
         self.registry = service.registry
         self.rules = service.rules
         self.tx = tx
@@ -539,6 +587,7 @@ class _Writer:
                     field=field,
                 )
         new_id = tx.insert(entity, props, fks)
+        self.service._record(tx, Change(entity, (new_id,), "created"))
         if entity is OBSERVATION:
             self.rules.observation_written(tx, props, fks)
         for rel in entity.relations:
@@ -606,6 +655,7 @@ class _Writer:
             assert current is not None
             old_parent = self.rules.parent_of(current.links)
         tx.update(entity, id_, props, fks)
+        self.service._record(tx, Change(entity, (id_,), "updated", frozenset(props)))
         if entity is LOCATION and "location" in props:
             self.rules.location_changed(tx, id_)
         if entity is OBSERVATION:

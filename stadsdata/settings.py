@@ -44,7 +44,7 @@ class Settings:
     mqtt_url: str | None = None
     """An external MQTT broker, ``mqtt://user:password@host:port``; unset: the embedded broker on ``mqtt_port``."""
     mqtt_port: int = 1883
-    """The port of the embedded MQTT broker (on ``host``); 0: no embedded broker and no MQTT at all."""
+    """The port of the embedded MQTT broker (on ``host``); 0: no embedded broker (MQTT is off unless ``mqtt_url``)."""
     ingest_mapping: str | None = None
     """A TOML file that maps LoRaWAN devices and MQTT topics to Datastreams (docs/ingest.md)."""
     webhook_secret: str | None = None

@@ -23,6 +23,12 @@ from stadsdata.store.postgres import PostgresStore
 
 BASE = "http://testserver/v1.1"
 POSTGRES = os.environ.get("STADSDATA_TEST_POSTGRES")
+
+# Many servers run at once in a test run; none starts the embedded MQTT broker (port 1883 by default)
+# unless its test asks for one (tests/mqtt): in-process apps get ``NO_MQTT``, servers started as a
+# process (``stadsdata serve``) the environment variable.
+os.environ["STADSDATA_MQTT_PORT"] = "0"
+NO_MQTT = {"mqtt_port": 0}
 """A PostgreSQL URL whose role may create databases, e.g. postgresql://stadsdata:stadsdata@127.0.0.1:5432/postgres"""
 
 STORES = [
@@ -75,8 +81,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "postgresql":
         url = request.getfixturevalue("postgres_database")
         empty_postgres(url)
-        return Settings(db=url)
-    return Settings(db=str(tmp_path / "test.db"), synchronous="NORMAL")
+        return Settings(db=url, **NO_MQTT)
+    return Settings(db=str(tmp_path / "test.db"), synchronous="NORMAL", **NO_MQTT)
 
 
 @pytest.fixture

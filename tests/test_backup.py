@@ -28,7 +28,7 @@ from stadsdata.api.app import create_app
 from stadsdata.cli import main
 from stadsdata.settings import Settings
 from tests import fixtures as f
-from tests.conftest import POSTGRES, STORES
+from tests.conftest import NO_MQTT, POSTGRES, STORES
 
 
 def _free_port() -> int:
@@ -187,7 +187,9 @@ def test_backup_during_ingestion_keeps_every_acknowledged_observation(databases:
     assert done.returncode == 0, done.stderr
     assert "restored" in done.stdout
 
-    settings = Settings(db=target) if "://" in target else Settings(db=target, synchronous="NORMAL")
+    settings = (
+        Settings(db=target, **NO_MQTT) if "://" in target else Settings(db=target, synchronous="NORMAL", **NO_MQTT)
+    )
     with TestClient(create_app(settings), base_url="http://testserver") as client:
         ids: set[int] = set()
         url: str | None = f"/v1.1/Datastreams({datastream})/Observations?$select=id&$top=10000"
@@ -221,7 +223,9 @@ def test_sqlite_restore_refuses_a_database_with_data_unless_forced(
 ) -> None:
     src, other = str(tmp_path / "src.db"), str(tmp_path / "other.db")
     for db, name in ((src, "in the backup"), (other, "already there")):
-        with TestClient(create_app(Settings(db=db, synchronous="NORMAL")), base_url="http://testserver") as client:
+        with TestClient(
+            create_app(Settings(db=db, synchronous="NORMAL", **NO_MQTT)), base_url="http://testserver"
+        ) as client:
             assert client.post("/v1.1/Things", json=f.thing(name)).status_code == 201
     assert main(["backup", "--db", src, str(tmp_path / "b.db")]) == 0
     assert main(["backup", "--db", src, str(tmp_path / "b.db")]) == 1

@@ -13,7 +13,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from stadsdata.api import batch, dataarray, ops
@@ -30,6 +30,8 @@ from stadsdata.errors import (
 from stadsdata.model.dataarray import parse_create
 from stadsdata.model.entities import Registry, sensing_registry
 from stadsdata.model.values import format_value
+from stadsdata.mqtt import Mqtt
+from stadsdata.mqtt import enabled as mqtt_enabled
 from stadsdata.query.ast import QueryOptions
 from stadsdata.query.options import parse_options
 from stadsdata.query.path import ResourcePath, parse_path
@@ -309,6 +311,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     service = Service(registry, store, Paging(settings.default_top, settings.max_top))
     api = Api(settings, registry, service)
 
+    async def home(request: Request) -> Response:
+        return RedirectResponse(VERSION_PATH)
+
     async def sta_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, STAError)
         return error_response(exc)
@@ -327,12 +332,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return json_response({"code": "http-error", "message": exc.detail}, exc.status_code, dict(exc.headers or {}))
 
     stopping = False
+    mqtt = None
+    if mqtt_enabled(settings):  # the embedded broker, or the connection to an external one (docs/mqtt.md)
+        mqtt = Mqtt(settings, service, registry, created=lambda n: app.state.metrics.ingested.labels("mqtt").inc(n))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         nonlocal stopping
+        if mqtt is not None:
+            await mqtt.start()
         yield
         stopping = True
+        if mqtt is not None:
+            await mqtt.stop()
         await store.close()
 
     def allowed_at(url_path: str) -> tuple[str, ...]:
@@ -380,10 +392,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         metrics.rejected.labels(path).inc(rejected)
 
     service.on_ingest = count_ingest
-    app.router.routes.extend(ops.routes(metrics, store, lambda: stopping))
+    app.router.routes.extend(ops.routes(metrics, store, lambda: stopping, None if mqtt is None else mqtt.problem))
     app.add_middleware(ops.RequestLog, metrics=metrics, known=ops.known_segments(registry, OPS_SEGMENTS))
     app.state.service = service
     app.state.store = store
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.mqtt = mqtt
     return app

@@ -1,8 +1,9 @@
 """Operations: health probes, Prometheus metrics and one structured log line per request.
 
 - ``GET /health/live``: the process answers (liveness).
-- ``GET /health/ready``: the store answers a query within a few seconds (readiness); 503 otherwise,
-  and while the server shuts down.
+- ``GET /health/ready``: the store answers a query within a few seconds and, when MQTT is on, the
+  broker runs (embedded) or is connected (external) (readiness); 503 otherwise, and while the server
+  shuts down.
 - ``GET /metrics``: the Prometheus text format (prometheus-client), from a registry of the app's own.
 - ``RequestLog``: an ASGI middleware that gives every request an id (``X-Request-Id``, taken from
   the request when it is a plain token, else new), counts and times it per route class, and logs
@@ -178,7 +179,12 @@ class RequestLog:
                 )
 
 
-def routes(metrics: Metrics, store: Any, shutting_down: Callable[[], bool]) -> list[Route]:
+def routes(
+    metrics: Metrics,
+    store: Any,
+    shutting_down: Callable[[], bool],
+    mqtt_problem: Callable[[], str | None] | None = None,
+) -> list[Route]:
     async def live(request: Request) -> Response:
         return JSONResponse({"status": "alive"})
 
@@ -190,7 +196,12 @@ def routes(metrics: Metrics, store: Any, shutting_down: Callable[[], bool]) -> l
         except Exception as exc:  # noqa: BLE001 - any failure of the store means not ready
             reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
             return JSONResponse({"status": "unavailable", "store": reason}, 503)
-        return JSONResponse({"status": "ready", "store": "ok"})
+        if mqtt_problem is None:
+            return JSONResponse({"status": "ready", "store": "ok"})
+        problem = mqtt_problem()
+        if problem is not None:
+            return JSONResponse({"status": "unavailable", "store": "ok", "mqtt": problem}, 503)
+        return JSONResponse({"status": "ready", "store": "ok", "mqtt": "ok"})
 
     async def metrics_page(request: Request) -> Response:
         body, content_type = metrics.exposition(request.headers.get("accept", ""))

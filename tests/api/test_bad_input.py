@@ -25,6 +25,7 @@ from starlette.testclient import TestClient
 from stadsdata.api.app import create_app
 from stadsdata.settings import Settings
 from tests import fixtures as f
+from tests.conftest import NO_MQTT
 
 V = "/v1.1"
 ENTITY_SETS = (
@@ -91,7 +92,7 @@ def _seed(client: TestClient) -> None:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seeded SQLite database, made once and copied for each test (creating one costs more than copying)."""
     path = tmp_path_factory.mktemp("template") / "seeded.db"
-    app = create_app(Settings(db=str(path), synchronous="NORMAL"))
+    app = create_app(Settings(db=str(path), synchronous="NORMAL", **NO_MQTT))
     with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as c:
         _seed(c)
     return path

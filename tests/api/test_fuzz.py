@@ -26,6 +26,7 @@ from stadsdata.model.entities import SENSING_TYPES
 from stadsdata.settings import Settings
 from tests import fixtures as f
 from tests.api.test_bad_input import ENTITY_SETS, V, valid_body
+from tests.conftest import NO_MQTT
 
 FUZZ = settings(
     max_examples=int(os.environ.get("STADSDATA_FUZZ_EXAMPLES", "300")),
@@ -41,7 +42,7 @@ MEMBER_NAMES = PROPERTY_NAMES + RELATION_NAMES + ["@iot.id", "@iot.selfLink"]
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     path = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
-    app = create_app(Settings(db=str(path), synchronous="NORMAL", max_body_bytes=64 * 1024))
+    app = create_app(Settings(db=str(path), synchronous="NORMAL", max_body_bytes=64 * 1024, **NO_MQTT))
     with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as c:
         for entity_set in ("Things", "FeaturesOfInterest", "Observations", "MultiDatastreams"):
             body = f.full_thing() if entity_set == "Things" else valid_body(entity_set)

@@ -32,6 +32,7 @@ from stadsdata.api.app import create_app
 from stadsdata.model.entities import sensing_registry
 from stadsdata.settings import Settings
 from tests import fixtures
+from tests.conftest import NO_MQTT
 
 MAX_EXAMPLES = 4
 """Generated requests per operation; the document has ~250 operations, and the whole file must stay under 90 s."""
@@ -40,7 +41,7 @@ MAX_EXAMPLES = 4
 def _seeded_app(db: Path) -> Starlette:
     """The app on a fresh SQLite database holding one entity of each type (ids 1), so that paths with
     small ids find something. Its lifespan is left to schemathesis, which keeps it for the process."""
-    application = create_app(Settings(db=str(db), synchronous="NORMAL"))
+    application = create_app(Settings(db=str(db), synchronous="NORMAL", **NO_MQTT))
     client = TestClient(application)  # no lifespan: its end would close the store
     created = client.post("/v1.1/Things", json=fixtures.full_thing())
     assert created.status_code == 201, created.text
@@ -145,7 +146,7 @@ def test_document_covers_the_registry(document: dict[str, Any]) -> None:
 
 
 def test_document_follows_base_url(tmp_path: Path) -> None:
-    app = create_app(Settings(db=str(tmp_path / "b.db"), base_url="https://data.example.org/sta/v1.1/"))
+    app = create_app(Settings(db=str(tmp_path / "b.db"), base_url="https://data.example.org/sta/v1.1/", **NO_MQTT))
     with TestClient(app) as client:
         assert client.get("/v1.1/api").json()["servers"] == [{"url": "https://data.example.org/sta/v1.1"}]
 

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from stadsdata.api.app import create_app
 from stadsdata.settings import Settings
-from tests.conftest import POSTGRES, STORES
+from tests.conftest import NO_MQTT, POSTGRES, STORES
 from tests.query.city import City, build_city
 
 
@@ -44,10 +44,10 @@ def city_env(
     if request.param == "postgresql":
         module = request.module.__name__.rpartition(".")[2]
         name = f"stadsdata_{module}_{worker_id}".lower()
-        settings = Settings(db=_private_database(name))
+        settings = Settings(db=_private_database(name), **NO_MQTT)
     else:
         db = Path(tmp_path_factory.mktemp("city")) / "city.db"
-        settings = Settings(db=str(db), synchronous="NORMAL")
+        settings = Settings(db=str(db), synchronous="NORMAL", **NO_MQTT)
     try:
         with TestClient(create_app(settings), base_url="http://testserver", raise_server_exceptions=False) as client:
             yield client, build_city(client)
