@@ -71,6 +71,46 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     load = inter_sub.add_parser("load", help="store an intersection on a running stadsdata through its HTTP API")
     load.add_argument("file", metavar="FILE")
     load.add_argument("--url", metavar="URL", required=True, help="the service root, e.g. http://127.0.0.1:8080/v1.1")
+    _add_serve(sub)
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="the live priority service: cyclist positions in over MQTT, priority requests out to the platform",
+        description="Subscribe to the cyclist positions Datastreams of the intersections on a running stadsdata "
+        "(stored with 'intersections load'), turn position reports into priority requests for a controller, and "
+        "write every request and answer as an Observation of the signal group's priority requests Datastream. "
+        "Deletes position reports older than --retention minutes. Runs until stopped (SIGINT, SIGTERM).",
+        epilog="example: stadsdata cycling serve --url http://127.0.0.1:8080/v1.1 --mqtt mqtt://127.0.0.1:1883",
+    )
+    serve.add_argument("--url", metavar="URL", required=True, help="the service root, e.g. http://127.0.0.1:8080/v1.1")
+    serve.add_argument(
+        "--mqtt", metavar="URL", required=True,
+        help="the platform's MQTT broker, e.g. mqtt://127.0.0.1:1883 (mqtts:// for TLS; user:password@ if needed)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--intersection", metavar="NAME", action="append", default=[],
+        help="serve only this intersection (its id or name; repeatable; default: every intersection on the platform)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--controller", choices=("simulated",), default="simulated",
+        help="the controller adapter: 'simulated' runs the signal plan in this process on the wall clock and "
+        "switches no traffic light (default: simulated)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--scenario", metavar="SCENARIO",
+        help="the scenario whose signal plan the simulated controller runs (default: the bundled scenario of the "
+        "same intersection id)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--window", type=float, default=20.0, metavar="S",
+        help="send a request when the estimated arrival is at most S seconds away (default: 20)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--retention", type=float, default=10.0, metavar="MIN",
+        help="delete position reports older than MIN minutes (default: 10)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
             return _evaluate(args)
         if args.cycling_command == "intersections":
             return _intersections(args)
+        if args.cycling_command == "serve":
+            return _serve(args)
     except TopologyError as e:
         print(f"stadsdata cycling: {e}", file=sys.stderr)
         return 2
@@ -151,4 +193,49 @@ def _evaluate(args: argparse.Namespace) -> int:
             print(f"stadsdata cycling: results written to {out}/ but not stored: {e}", file=sys.stderr)
             return 1
         print(f"{n} observations stored at {args.url}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+    import logging
+    import signal
+
+    from stadsdata.apps.cycling.live import LiveService, SetupError, build_controllers, discover
+    from stadsdata.apps.cycling.platform import PlatformError, http_transport
+    from stadsdata.apps.cycling.requests import ServiceSettings
+    from stadsdata.apps.cycling.simulation import ScenarioError
+
+    if args.window <= 0 or args.retention <= 0:
+        print("stadsdata cycling: --window and --retention must be above 0", file=sys.stderr)
+        return 2
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    send = http_transport(args.url)
+    try:
+        sites = discover(
+            send, args.intersection, build_controllers(args.controller, args.scenario), ServiceSettings(args.window)
+        )
+    except (PlatformError, SetupError, ScenarioError) as e:
+        print(f"stadsdata cycling: {e}", file=sys.stderr)
+        return 1
+    for site in sites:
+        print(
+            f"{site.intersection.id}: positions on {site.topic}, requests to Datastreams "
+            f"{', '.join(f'{g}: {d}' for g, d in sorted(site.requests.items()))}, {site.controller.label} controller",
+            flush=True,
+        )
+    service = LiveService(sites, send, args.mqtt, retention=args.retention * 60)
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await service.run()
+
+    asyncio.run(main())
     return 0

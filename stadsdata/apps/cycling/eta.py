@@ -29,6 +29,8 @@ class Fix:
     lat: float
     speed: float | None = None
     heading: float | None = None
+    accuracy: float | None = None
+    """The phone's estimate of its horizontal error, metres (None: not given)."""
 
 
 @dataclass(frozen=True)

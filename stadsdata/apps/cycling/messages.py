@@ -3,10 +3,11 @@
 A position report (from the app, as an MQTT message or an HTTP body)::
 
     {"station": "5f1c9a0e2b7d4c13", "time": "2026-11-23T07:45:12.4Z",
-     "lon": 6.87221, "lat": 52.22871, "speed": 5.2, "heading": 31.5}
+     "lon": 6.87221, "lat": 52.22871, "speed": 5.2, "heading": 31.5, "accuracy": 4.0}
 
 ``station`` is a pseudonym the app draws anew for every trip (8 to 64 characters); ``speed``
-(m/s, GNSS Doppler) and ``heading`` (degrees clockwise from north) may be missing or null.
+(m/s, GNSS Doppler), ``heading`` (degrees clockwise from north) and ``accuracy`` (the phone's
+estimated horizontal error, metres) may be missing or null.
 ``time`` is ISO 8601 with an offset, or seconds since the epoch.
 """
 
@@ -37,6 +38,7 @@ def fix_from_json(body: Any) -> Fix:
         lat=_number(body, "lat", -90, 90, required=True),
         speed=_number(body, "speed", 0, 30),
         heading=_number(body, "heading", 0, 360),
+        accuracy=_number(body, "accuracy", 0, 10_000),
     )
 
 

@@ -1,7 +1,9 @@
 """Storing intersections and evaluation results on a stadsdata platform, through its public HTTP API only.
 
 An intersection becomes a Thing (its topology file in ``properties.topology``) with a Location
-at its centre and one Datastream per cycle signal group for the priority requests sent to it.
+at its centre, a "cyclist positions" Datastream for the app's position reports, and one
+Datastream per cycle signal group for the priority requests sent to it (SRM- and SSM-like JSON
+results). Loading again updates the Thing and adds Datastreams that are missing (found by name).
 Evaluation results become a Thing per scenario with one Datastream per metric and variant;
 each evaluation adds an Observation whose result is the mean and whose ``parameters`` hold the
 95 % confidence interval, the number of seeds and the simulated hours.
@@ -28,7 +30,20 @@ UNITS = {
     "s": {"name": "second", "symbol": "s", "definition": "http://qudt.org/vocab/unit/SEC"},
     "%": {"name": "percent", "symbol": "%", "definition": "http://qudt.org/vocab/unit/PERCENT"},
     "request": {"name": "request", "symbol": "{request}", "definition": "http://qudt.org/vocab/unit/NUM"},
+    "report": {"name": "position report", "symbol": "{report}", "definition": "http://qudt.org/vocab/unit/NUM"},
 }
+JSON_OBSERVATION = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Observation"
+"""Position reports and priority requests have JSON objects as results."""
+POSITIONS = "cyclist positions"
+REQUESTS = "priority requests"
+
+
+def positions_name(intersection: Intersection) -> str:
+    return f"{intersection.name}: {POSITIONS}"
+
+
+def requests_name(intersection: Intersection, group: str) -> str:
+    return f"{intersection.name}: {REQUESTS}, signal group {group}"
 
 
 class PlatformError(RuntimeError):
@@ -72,42 +87,69 @@ class Platform:
         return {"@iot.id": existing["@iot.id"]}
 
     def store_intersection(self, intersection: Intersection) -> int:
-        """Create or update the intersection's Thing; returns its id."""
+        """Create or update the intersection's Thing and its Datastreams (each looked up by name); returns its id."""
         props = {"kind": "signalised intersection", "intersection": intersection.id, "topology": intersection.to_json()}
         existing = self._find("Things", intersection.name)
         if existing is not None:
             self.send("PATCH", f"Things({existing['@iot.id']})", {"properties": props})
-            return int(existing["@iot.id"])
-        sensor = self._link("Sensors", _sensor())
-        prop = self._link("ObservedProperties", _observed("priority request", "A cyclist's request for green (SRM)."))
-        lon, lat = intersection.position
-        body = {
-            "name": intersection.name,
-            "description": f"Traffic-light controlled intersection {intersection.id}",
-            "properties": props,
-            "Locations": [
-                {
-                    "name": intersection.name,
-                    "description": "centre of the intersection",
-                    "encodingType": "application/geo+json",
-                    "location": {"type": "Point", "coordinates": [lon, lat]},
-                }
-            ],
-            "Datastreams": [
-                {
-                    "name": f"{intersection.name}: priority requests, signal group {g.id}",
-                    "description": f"Priority requests for signal group {g.id} ({g.name})",
-                    "observationType": "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_CountObservation",
-                    "unitOfMeasurement": UNITS["request"],
-                    "properties": {"signal_group": g.id},
-                    "Sensor": sensor,
-                    "ObservedProperty": prop,
-                }
-                for g in intersection.signal_groups
-                if g.kind == "cycle"
-            ],
-        }
-        return int(self.send("POST", "Things", body)["@iot.id"])
+            thing_id = int(existing["@iot.id"])
+        else:
+            lon, lat = intersection.position
+            body = {
+                "name": intersection.name,
+                "description": f"Traffic-light controlled intersection {intersection.id}",
+                "properties": props,
+                "Locations": [
+                    {
+                        "name": intersection.name,
+                        "description": "centre of the intersection",
+                        "encodingType": "application/geo+json",
+                        "location": {"type": "Point", "coordinates": [lon, lat]},
+                    }
+                ],
+            }
+            thing_id = int(self.send("POST", "Things", body)["@iot.id"])
+        for body in self._intersection_streams(intersection):
+            if self._find("Datastreams", str(body["name"]), f" and Thing/id eq {thing_id}") is None:
+                self.send("POST", "Datastreams", {**body, "Thing": {"@iot.id": thing_id}})
+        return thing_id
+
+    def _intersection_streams(self, intersection: Intersection) -> list[dict[str, Any]]:
+        """The cyclist positions Datastream, and one priority requests Datastream per cycle signal group."""
+        service = self._link("Sensors", _sensor())
+        app = self._link("Sensors", _app_sensor())
+        requests = self._link(
+            "ObservedProperties", _observed("priority request", "A cyclist's request for green (SRM) and its answers.")
+        )
+        positions = self._link(
+            "ObservedProperties",
+            _observed("cyclist position", "A cyclist's position report from the app (pseudonymous, short-lived)."),
+        )
+        streams: list[dict[str, Any]] = [
+            {
+                "name": positions_name(intersection),
+                "description": f"Position reports of cyclists approaching {intersection.id} (deleted after minutes)",
+                "observationType": JSON_OBSERVATION,
+                "unitOfMeasurement": UNITS["report"],
+                "properties": {"kind": POSITIONS, "intersection": intersection.id},
+                "Sensor": app,
+                "ObservedProperty": positions,
+            }
+        ]
+        streams += [
+            {
+                "name": requests_name(intersection, g.id),
+                "description": f"Priority requests for signal group {g.id} ({g.name})",
+                "observationType": JSON_OBSERVATION,
+                "unitOfMeasurement": UNITS["request"],
+                "properties": {"kind": REQUESTS, "intersection": intersection.id, "signal_group": g.id},
+                "Sensor": service,
+                "ObservedProperty": requests,
+            }
+            for g in intersection.signal_groups
+            if g.kind == "cycle"
+        ]
+        return streams
 
     def store_evaluation(
         self, evaluation: Evaluation, position: tuple[float, float], when: datetime | None = None
@@ -186,6 +228,15 @@ def _sensor() -> dict[str, Any]:
     return {
         "name": "stadsdata cycling priority (SUMO evaluation)",
         "description": "Priority requests from the cycling app; evaluation in Eclipse SUMO",
+        "encodingType": "text/html",
+        "metadata": "docs/cycling.md",
+    }
+
+
+def _app_sensor() -> dict[str, Any]:
+    return {
+        "name": "stadsdata cycling app (phone GNSS)",
+        "description": "The cycling app on a phone: GNSS position, speed and heading, under a pseudonym per trip",
         "encodingType": "text/html",
         "metadata": "docs/cycling.md",
     }

@@ -82,6 +82,8 @@ class Event:
     time: float
     request: PriorityRequest
     reason: str = ""
+    decision: Decision | None = None
+    """The controller's answer, on the event of a granted or rejected request."""
 
 
 @dataclass
@@ -196,7 +198,7 @@ class PriorityService:
         decision = self.controller.request(request, now)
         request = replace(request, status=decision.status)
         tracker.request = request
-        self.events.append(Event(now, request, decision.reason))
+        self.events.append(Event(now, request, decision.reason, decision))
         return request
 
     def _end(self, station: str, now: float, status: Status, reason: str) -> PriorityRequest | None:

@@ -27,10 +27,24 @@ def test_intersection_is_a_thing_with_location_and_datastreams(client: TestClien
     doc = client.get(f"/v1.1/Things({thing})?$expand=Locations,Datastreams").json()
     assert doc["properties"]["topology"]["id"] == intersection.id
     assert doc["Locations"][0]["location"]["coordinates"] == list(intersection.position)
-    assert sorted(d["properties"]["signal_group"] for d in doc["Datastreams"]) == ["22", "28"]
-    # Loading again updates the same Thing.
+    kinds = sorted((d["properties"]["kind"], d["properties"].get("signal_group")) for d in doc["Datastreams"])
+    assert kinds == [("cyclist positions", None), ("priority requests", "22"), ("priority requests", "28")]
+    # Loading again updates the same Thing and adds no Datastream.
     assert platform.store_intersection(intersection) == thing
     assert len(client.get("/v1.1/Things").json()["value"]) == 1
+    assert len(client.get("/v1.1/Datastreams").json()["value"]) == 3
+
+
+def test_loading_adds_missing_datastreams(client: TestClient, intersection: Intersection) -> None:
+    """An intersection stored before positions had a Datastream gets one when loaded again."""
+    platform = Platform(transport(client))
+    thing = platform.store_intersection(intersection)
+    positions = client.get(f"/v1.1/Things({thing})/Datastreams?$filter=properties/kind eq 'cyclist positions'")
+    (stream,) = positions.json()["value"]
+    assert client.delete(f"/v1.1/Datastreams({stream['@iot.id']})").status_code < 300
+    assert platform.store_intersection(intersection) == thing
+    names = [d["name"] for d in client.get(f"/v1.1/Things({thing})/Datastreams").json()["value"]]
+    assert sorted(names)[0] == "Hengelosestraat x Alleeweg, Enschede: cyclist positions" and len(names) == 3
 
 
 def test_evaluation_results_are_observations(client: TestClient) -> None:
