@@ -196,11 +196,32 @@ def test_cyclists_over_mqtt_and_http(
         riders = [
             # Through the south approach: 55 m at 5 m/s, speeding up to 7.5 m/s (the ETA moves: an update), over
             # the stop line.
-            threading.Thread(target=ride, args=(lambda b: phones[0].publish(topic, b), intersection, SOUTH,
-                             stations["mqtt-pass"], [(5.0, 4), (7.5, 7)], 55.0, 1)),  # fmt: skip
+            threading.Thread(
+                target=ride,
+                args=(
+                    lambda b: phones[0].publish(topic, b),
+                    intersection,
+                    SOUTH,
+                    stations["mqtt-pass"],
+                    [(5.0, 4), (7.5, 7)],
+                    55.0,
+                    1,
+                ),
+            ),  # fmt: skip
             # On the north-east approach, then turning off the cycle path.
-            threading.Thread(target=ride, args=(lambda b: phones[1].publish(topic, b), intersection, NORTH_EAST,
-                             stations["mqtt-turn"], [(5.0, 6)], 45.0, 2, 3)),  # fmt: skip
+            threading.Thread(
+                target=ride,
+                args=(
+                    lambda b: phones[1].publish(topic, b),
+                    intersection,
+                    NORTH_EAST,
+                    stations["mqtt-turn"],
+                    [(5.0, 6)],
+                    45.0,
+                    2,
+                    3,
+                ),
+            ),  # fmt: skip
         ]
         for r in riders:
             r.start()
@@ -283,7 +304,8 @@ def test_the_serve_command(platform: Platform) -> None:
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert line.startswith(f"enschede-hengelosestraat-alleeweg: positions on v1.1/Datastreams({platform.positions})")
+        topic = f"v1.1/Datastreams({platform.positions})/Observations"
+        assert line.startswith(f"enschede-hengelosestraat-alleeweg: positions on {topic}")
         assert "simulated controller" in line
         deadline = time.monotonic() + 20
         seen = ""
