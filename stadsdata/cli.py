@@ -26,6 +26,10 @@ on an embedded SQLite database; no other server needed.
   stadsdata backup --db city.db city-backup.db    a consistent copy, also while serving
   stadsdata restore city-backup.db --db city.db   bring a backup back
   stadsdata dead-letters list --db city.db         payloads ingestion could not take, and why
+  stadsdata serve --access on          tokens, projects, roles and visibility enforced (docs/access.md)
+  stadsdata token create --subject gw-service     an API token (printed once)
+  stadsdata grant add gw-service groundwater writer --personal   a role in a project
+  stadsdata erase --owner resident-1249becb       remove a resident's personal data
   stadsdata import knmi.csv --time date --value RH=3:0.1 --db city.db   time series from CSV/Parquet
   stadsdata cycling evaluate hengelosestraat   priority for cyclists at traffic lights, in SUMO
   stadsdata groundwater alerts run --homes homes.toml --url http://127.0.0.1:8080/v1.1   groundwater under homes
@@ -121,6 +125,18 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         metavar="TOML",
         help="the file that maps LoRaWAN devices and MQTT topics to Datastreams (see docs/ingest.md); "
         "the webhook secret is set in the configuration file or STADSDATA_WEBHOOK_SECRET, not on the command line",
+    )
+    parser.add_argument(
+        "--access",
+        choices=("on", "off"),
+        help="access control (docs/access.md): on enforces tokens, projects, roles and visibility; off lets every "
+        f"request read and write everything (default: {Settings.access})",
+    )
+    parser.add_argument(
+        "--anonymous",
+        choices=("public", "none"),
+        help="with access control on, what a request without a token may do: read public data, or nothing "
+        f"(default: {Settings.anonymous})",
     )
 
 
@@ -222,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     for action in (listing, replay):
         action.add_argument("--source", help="only the letters of this source (e.g. ttn, file:…)")
     _add_import(sub)
+    from stadsdata.access import cli as access_cli
+
+    def common(action: argparse.ArgumentParser) -> None:
+        _add_config(action)
+        _add_db(action)
+
+    access_cli.add_parsers(sub, common)
     from stadsdata import demo
 
     demo.add_parser(sub)
@@ -331,6 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return demo.run(args)
         if args.command == "dead-letters":
             return dead_letters(args)
+        from stadsdata.access import cli as access_cli
+
+        if args.command in access_cli.COMMANDS:
+            return access_cli.run(args, effective(args).settings)
         if args.command == "cycling":
             from stadsdata.apps.cycling import cli as cycling_cli
 

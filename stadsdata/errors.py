@@ -52,6 +52,20 @@ class ValidationError(BadRequest):
     code = "invalid-entity"
 
 
+class Unauthorized(STAError):
+    """No valid credentials: a token is needed, or the one given is unknown, expired or revoked."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(STAError):
+    """The caller may see the entity but not do this to it (an entity it may not see is NotFound)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(STAError):
     status = 404
     code = "not-found"

@@ -17,7 +17,9 @@ from typing import Any, Literal, cast
 import jsonpatch
 import orjson
 
-from stadsdata.errors import BadRequest, Conflict, MethodNotAllowed, NotFound, ValidationError
+from stadsdata.access import OPEN, Caller, passing_ids
+from stadsdata.access.identity import VISIBILITIES, Role
+from stadsdata.errors import BadRequest, Conflict, Forbidden, MethodNotAllowed, NotFound, ValidationError
 from stadsdata.ingest.base import DecodeError, Decoder, Delivery, Message, Reading
 from stadsdata.model.dataarray import ObservationRows
 from stadsdata.model.entities import (
@@ -125,36 +127,39 @@ class Service:
     def _id_plan(self, path: ResourcePath, policy: Policy | None) -> ReadPlan:
         return plan_read(self.registry, path, QueryOptions(select=("@iot.id",)), policy or OpenPolicy(), self.paging)
 
-    def _resolve_single(self, tx: Tx, path: ResourcePath) -> int:
-        """The id of the one entity ``path`` addresses (checking every step of the path)."""
+    def _resolve_single(self, tx: Tx, path: ResourcePath, caller: Caller = OPEN) -> int:
+        """The id of the one entity ``path`` addresses (checking every step of the path); what the caller may not
+        see is not found."""
         last = path.segments[-1]
-        if len(path.segments) == 1 and last.id is not None:
+        if len(path.segments) == 1 and last.id is not None and not caller.restricted:
             if not tx.exists(last.entity, last.id):
                 raise NotFound(f"there is no {last.entity.name} with @iot.id {last.id}")
             return last.id
-        found = tx.read(self._id_plan(ResourcePath(path.segments), None))
+        found = tx.read(self._id_plan(ResourcePath(path.segments), caller.read))
         if not isinstance(found, Entity):
             raise NotFound(f"nothing found at {path.text()}")
         return found.id
 
     # -- writing ---------------------------------------------------------------------
 
-    async def create(self, path: ResourcePath, body: object) -> Entity:
+    async def create(self, path: ResourcePath, body: object, caller: Caller = OPEN) -> Entity:
         """POST to a collection: deep insert, links by ``@iot.id``; returns the created entity."""
-        created: Entity = await self.store.write(self._create_unit(path, body, None))
+        created: Entity = await self.store.write(self._create_unit(path, body, None, caller))
         return created
 
     async def create_claimed(
-        self, path: ResourcePath, body: object, source: str, key: str, *, redelivered: bool
+        self, path: ResourcePath, body: object, source: str, key: str, *, redelivered: bool, caller: Caller = OPEN
     ) -> Entity | None:
         """``create``, committed together with the claim of ``key`` for ``source`` (as ``ingest`` claims a
         message). A ``redelivered`` request whose key was claimed before creates nothing and returns None;
         a first delivery is always created (a key may come again with a new request)."""
-        created: Entity | None = await self.store.write(self._create_unit(path, body, (source, key, redelivered)))
+        created: Entity | None = await self.store.write(
+            self._create_unit(path, body, (source, key, redelivered), caller)
+        )
         return created
 
     def _create_unit(
-        self, path: ResourcePath, body: object, claim: tuple[str, str, bool] | None
+        self, path: ResourcePath, body: object, claim: tuple[str, str, bool] | None, caller: Caller = OPEN
     ) -> Callable[[Tx], Any]:
         if not path.is_collection or path.property is not None:
             raise MethodNotAllowed(
@@ -167,19 +172,23 @@ class Service:
             if claim is not None and not tx.claim(claim[0], claim[1], now_micros()) and claim[2]:
                 return None
             back = None
+            writer = _Writer(self, tx, caller)
             if len(path.segments) > 1:
                 parent = path.segments[-2]
                 parent_path = ResourcePath(path.segments[:-1])
-                parent_id = self._resolve_single(tx, parent_path)
+                parent_id = self._resolve_single(tx, parent_path, caller)
                 rel = path.segments[-1].relation
                 assert rel is not None and parent.entity is not None
                 back = (self.registry.inverse(rel), parent_id)
-            new_id = _Writer(self, tx).create(inp, back)
+                if not rel.many or not isinstance(self.registry.storage(rel), FkOnTarget):
+                    writer.changing(parent.entity, parent_id)  # the new entity is linked to it
+            new_id = writer.create(inp, back)
+            writer.finish()
             return Finish(lambda t: t.get(inp.entity, new_id))
 
         return unit
 
-    async def update(self, path: ResourcePath, body: object, mode: UpdateMode) -> Entity:
+    async def update(self, path: ResourcePath, body: object, mode: UpdateMode, caller: Caller = OPEN) -> Entity:
         if path.is_collection or path.property is not None or path.ref:
             raise MethodNotAllowed(
                 f"{mode.upper() if mode != 'json-patch' else 'PATCH'} changes one entity; "
@@ -190,7 +199,9 @@ class Service:
         inp = None if mode == "json-patch" else parse_entity(self.registry, entity, body, mode)
 
         def unit(tx: Tx) -> Finish:
-            id_ = self._resolve_single(tx, path)
+            id_ = self._resolve_single(tx, path, caller)
+            writer = _Writer(self, tx, caller)
+            writer.changing(entity, id_)
             if inp is None:
                 current = tx.get(entity, id_)
                 assert current is not None
@@ -198,12 +209,13 @@ class Service:
                 change = parse_entity(self.registry, entity, patched, "put")
             else:
                 change = inp
-            _Writer(self, tx).update(entity, id_, change, put=mode != "patch")
+            writer.update(entity, id_, change, put=mode != "patch")
+            writer.finish()
             return Finish(lambda t: t.get(entity, id_))
 
         return await self.store.write(unit)  # type: ignore[no-any-return]
 
-    async def delete(self, path: ResourcePath) -> None:
+    async def delete(self, path: ResourcePath, caller: Caller = OPEN) -> None:
         if path.is_collection or path.property is not None:
             raise MethodNotAllowed(
                 f"DELETE removes one entity, as in {path.target.set_name}(1); {path.text()} is not an entity",
@@ -211,14 +223,16 @@ class Service:
             )
 
         def unit(tx: Tx) -> None:
-            id_ = self._resolve_single(tx, path)
-            _Writer(self, tx).delete(path.target, id_)
+            id_ = self._resolve_single(tx, path, caller)
+            writer = _Writer(self, tx, caller)
+            writer.changing(path.target, id_)
+            writer.delete(path.target, id_)
 
         await self.store.write(unit)
 
     # -- $ref --------------------------------------------------------------------------
 
-    async def add_ref(self, path: ResourcePath, body: object, base_url: str) -> None:
+    async def add_ref(self, path: ResourcePath, body: object, base_url: str, caller: Caller = OPEN) -> None:
         """POST …/Collection/$ref (add a link) or PUT …/Single/$ref (set a link)."""
         seg = path.segments[-1]
         if len(path.segments) < 2 or seg.relation is None or seg.id is not None:
@@ -228,15 +242,19 @@ class Service:
         owner_path = ResourcePath(path.segments[:-1])
 
         def unit(tx: Tx) -> None:
-            owner_id = self._resolve_single(tx, owner_path)
-            if not tx.exists(seg.entity, target_id):
+            owner_id = self._resolve_single(tx, owner_path, caller)
+            writer = _Writer(self, tx, caller)
+            if not writer.visible(seg.entity, target_id):
                 raise ValidationError(f"there is no {seg.entity.name} with @iot.id {target_id}", field="@iot.id")
             owner = owner_path.target
-            _Writer(self, tx).link(owner, owner_id, rel, [target_id], replace=not rel.many)
+            writer.changing(owner, owner_id)
+            writer.changing(seg.entity, target_id)
+            writer.link(owner, owner_id, rel, [target_id], replace=not rel.many)
+            writer.finish()
 
         await self.store.write(unit)
 
-    async def remove_ref(self, path: ResourcePath) -> None:
+    async def remove_ref(self, path: ResourcePath, caller: Caller = OPEN) -> None:
         """DELETE …/Collection(id)/$ref: remove one link where the relation allows it."""
         seg = path.segments[-1]
         if len(path.segments) < 2 or seg.relation is None or (seg.relation.many and seg.id is None):
@@ -258,8 +276,11 @@ class Service:
             )
 
         def unit(tx: Tx) -> None:
-            owner_id = self._resolve_single(tx, owner_path)
-            target_id = self._resolve_single(tx, path)
+            owner_id = self._resolve_single(tx, owner_path, caller)
+            target_id = self._resolve_single(tx, path, caller)
+            writer = _Writer(self, tx, caller)
+            writer.changing(owner_path.target, owner_id)
+            writer.changing(seg.entity, target_id)
             if isinstance(storage, LinkTable):
                 tx.unlink(storage, owner_id, target_id)
             elif isinstance(storage, FkOnSource):
@@ -271,7 +292,7 @@ class Service:
 
     # -- bulk ----------------------------------------------------------------------------
 
-    async def create_observations(self, groups: list[ObservationRows]) -> list[int | str]:
+    async def create_observations(self, groups: list[ObservationRows], caller: Caller = OPEN) -> list[int | str]:
         """CreateObservations: every valid row is inserted on the bulk path; a bad row gets its error.
 
         All rows of the request commit together; rows that cannot be created
@@ -283,16 +304,30 @@ class Service:
             now = now_micros()
             out: list[int | str] = []
             for gi, group in enumerate(groups):
-                out.extend(self._create_group(tx, group, now, f"[{gi}]"))
+                out.extend(self._create_group(tx, group, now, f"[{gi}]", caller))
             return out
 
         return await self.store.write(unit)  # type: ignore[no-any-return]
 
-    def _create_group(self, tx: Tx, group: ObservationRows, now: int, where: str) -> list[int | str]:
+    def _create_group(
+        self, tx: Tx, group: ObservationRows, now: int, where: str, caller: Caller = OPEN
+    ) -> list[int | str]:
         ds_id = group.datastream_id
         parent = MULTI_DATASTREAM if group.multi else DATASTREAM
-        if not tx.exists(parent, ds_id):
+        if not (tx.exists(parent, ds_id) if not caller.restricted else passing_ids(tx, parent, [ds_id], caller.read)):
             return [f"error: there is no {parent.name} with @iot.id {ds_id}"] * len(group.rows)
+        if caller.write is not None and not passing_ids(tx, parent, [ds_id], caller.write):
+            problem = f"error: {caller.identity.describe()} may not add Observations to {parent.name} {ds_id}"
+            return [problem] * len(group.rows)
+        if caller.restricted:
+            features = {row[1] for row in group.rows if not isinstance(row, str) and row[1] is not None}
+            hidden = features - passing_ids(tx, FEATURE_OF_INTEREST, features, caller.read) if features else set()
+            if hidden:
+                group = replace(group, rows=[
+                    f"there is no FeatureOfInterest with @iot.id {row[1]}"
+                    if not isinstance(row, str) and row[1] in hidden else row
+                    for row in group.rows
+                ])  # fmt: skip
         names = group.names
         default_time = "phenomenonTime" not in names
         if default_time:
@@ -545,16 +580,100 @@ _second: Callable[[Any], Any] = itemgetter(1)
 class _Writer:
     """The write operations of one unit, with the rules applied."""
 
-    def __init__(self, service: Service, tx: Tx) -> None:
+    def __init__(self, service: Service, tx: Tx, caller: Caller = OPEN) -> None:
         self.service = service
         self.registry = service.registry
         self.rules = service.rules
         self.tx = tx
         self.now = now_micros()
+        self.caller = caller
+        self.changed: dict[EntityType, set[int]] = {}
+        """With access control: the entities this unit created or changed, checked by ``finish``."""
+        self.created: set[tuple[EntityType, int]] = set()
+
+    # -- access control ------------------------------------------------------------------
+
+    def visible(self, entity: EntityType, id_: int) -> bool:
+        if not self.caller.restricted:
+            return self.tx.exists(entity, id_)
+        return bool(passing_ids(self.tx, entity, [id_], self.caller.read))
+
+    def changing(self, entity: EntityType, id_: int) -> None:
+        """About to change an entity the caller can see: Forbidden unless it may change it."""
+        write = self.caller.write
+        if write is None:
+            return
+        if not passing_ids(self.tx, entity, [id_], write):
+            raise Forbidden(
+                f"{self.caller.identity.describe()} may not change {entity.name} {id_}: that needs the writer role "
+                "in its project (and, for personal data, the personal right)"
+            )
+        self.changed.setdefault(entity, set()).add(id_)
+
+    def _created(self, entity: EntityType, id_: int) -> None:
+        if self.caller.restricted:
+            self.changed.setdefault(entity, set()).add(id_)
+            self.created.add((entity, id_))
+
+    def finish(self) -> None:
+        """After the unit's writes: everything it created or changed is still within what the caller may change."""
+        write = self.caller.write
+        if write is None:
+            return
+        who = self.caller.identity.describe()
+        for entity, ids in self.changed.items():
+            left = {i for i in ids if self.tx.exists(entity, i)}  # not deleted meanwhile
+            refused = sorted(left - passing_ids(self.tx, entity, left, write))
+            if not refused:
+                continue
+            if (entity, refused[0]) in self.created:
+                raise Forbidden(
+                    f"{who} may not create this {entity.name}: it would belong to a project (properties.project of "
+                    "its Thing) in which that needs the writer role, or to personal data it may not see"
+                )
+            raise Forbidden(
+                f"{who} may not change {entity.name} {refused[0]} like this: it would then belong to a project in "
+                "which that needs the writer role, or to personal data it may not see"
+            )
+
+    def _check_access_members(self, entity: EntityType, id_: int | None, props: dict[str, Any]) -> None:
+        """``visibility``, ``owner`` and ``project`` in ``properties``: valid, and changed only by an admin."""
+        if entity not in (THING, DATASTREAM, MULTI_DATASTREAM) or "properties" not in props:
+            return
+        new = props["properties"] if isinstance(props["properties"], dict) else {}
+        visibility = new.get("visibility")
+        if visibility is not None and visibility not in VISIBILITIES:
+            raise ValidationError(
+                f"properties.visibility {visibility!r} is none of {', '.join(VISIBILITIES)}", field="properties"
+            )
+        for member in ("owner", "project"):
+            if member in new and not isinstance(new[member], str | None):
+                raise ValidationError(f"properties.{member} must be a string", field="properties")
+        if id_ is None or not self.caller.restricted or self.caller.rules is None:
+            return
+        current = self.tx.get(entity, id_)
+        assert current is not None
+        old = current.values.get("properties") or {}
+        members = ("visibility", "owner", "project") if entity is THING else ("visibility", "owner")
+        if all(old.get(m) == new.get(m) for m in members):
+            return
+        default = self.caller.rules.default_project
+        if entity is THING:
+            projects = {old.get("project") or default, new.get("project") or default}
+        else:
+            thing_id = current.links.get("Thing")
+            thing = self.tx.get(THING, thing_id) if thing_id is not None else None
+            projects = {((thing.values.get("properties") or {}) if thing else {}).get("project") or default}
+        me = self.caller.identity
+        if not all(me.role(p) == Role.ADMIN for p in projects):
+            raise Forbidden(
+                f"{me.describe()} may not change the visibility, owner or project of {entity.name} {id_}: that needs "
+                f"the admin role in project {' and '.join(sorted(projects))}"
+            )
 
     def resolve(self, item: Ref | EntityInput) -> int:
         if isinstance(item, Ref):
-            if not self.tx.exists(item.entity, item.id):
+            if not self.visible(item.entity, item.id):
                 raise ValidationError(
                     f"{item.field}: there is no {item.entity.name} with @iot.id {item.id}", field=item.field
                 )
@@ -586,7 +705,9 @@ class _Writer:
                     f'e.g. "{rel.name}": {{"@iot.id": 1}}',
                     field=field,
                 )
+        self._check_access_members(entity, None, props)
         new_id = tx.insert(entity, props, fks)
+        self._created(entity, new_id)
         self.service._record(tx, Change(entity, (new_id,), "created"))
         if entity is OBSERVATION:
             self.rules.observation_written(tx, props, fks)
@@ -603,6 +724,7 @@ class _Writer:
                 for item in items:
                     if isinstance(item, Ref):
                         self.resolve(item)
+                        self.changing(item.entity, item.id)
                         tx.update(item.entity, item.id, {}, {storage.column: new_id})
                     else:
                         self.create(item, (inverse, new_id))
@@ -649,6 +771,7 @@ class _Writer:
             storage = self.registry.storage(rel)
             if isinstance(storage, FkOnSource) and rel.name in inp.links:
                 fks[storage.column] = self.resolve(inp.links[rel.name][0])
+        self._check_access_members(entity, id_, props)
         old_parent = None
         if entity is OBSERVATION:
             current = tx.get(entity, id_)
@@ -679,6 +802,7 @@ class _Writer:
                 for item in items:
                     if isinstance(item, Ref):
                         self.resolve(item)
+                        self.changing(item.entity, item.id)
                         tx.update(item.entity, item.id, {}, {storage.column: id_})
                     else:
                         self.create(item, (inverse, id_))

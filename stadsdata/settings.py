@@ -49,10 +49,32 @@ class Settings:
     """A TOML file that maps LoRaWAN devices and MQTT topics to Datastreams (docs/ingest.md)."""
     webhook_secret: str | None = None
     """The shared secret LoRaWAN network servers send with webhook uplinks; unset: the webhooks are off."""
+    access: str = "off"
+    """Access control (docs/access.md): ``on`` enforces tokens, projects, roles and visibility; ``off`` lets
+    every request read and write everything (a development setting)."""
+    anonymous: str = "public"
+    """With access control on, what a request without a token may do: ``public`` (read public data) or ``none``."""
+    default_project: str = "city"
+    """The project of a Thing whose properties name none."""
+    default_visibility: str = "public"
+    """The visibility of a Thing or Datastream whose properties name none: public, internal or personal."""
+    oidc_issuer: str | None = None
+    """OpenID Connect: the issuer (``iss``) whose access tokens (JWTs) are accepted besides API tokens; unset: none."""
+    oidc_audience: str | None = None
+    """OpenID Connect: the audience (``aud``) the tokens must be for."""
+    oidc_jwks: str | None = None
+    """OpenID Connect: the provider's JWKS endpoint URL, or a file holding its keys (JWKS JSON)."""
+    min_owners: int = 5
+    """Disclosure control: an aggregate ($apply) over personal data is shown to others only when at least this many
+    owners contribute to it."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
             check(f.name, getattr(self, f.name))
+        oidc = (self.oidc_issuer, self.oidc_audience, self.oidc_jwks)
+        if any(v is not None for v in oidc) and not all(v is not None for v in oidc):
+            missing = [k for k, v in zip(("oidc_issuer", "oidc_audience", "oidc_jwks"), oidc, strict=True) if v is None]
+            raise SettingsError(missing[0], "OpenID Connect needs oidc_issuer, oidc_audience and oidc_jwks together")
         if self.default_top > self.max_top:
             raise SettingsError("default_top", f"{self.default_top} is above max_top ({self.max_top})")
 
@@ -76,6 +98,21 @@ KINDS: dict[str, tuple[type, bool, int | None]] = {
     "mqtt_port": (int, False, 0),
     "ingest_mapping": (str, True, None),
     "webhook_secret": (str, True, None),
+    "access": (str, False, None),
+    "anonymous": (str, False, None),
+    "default_project": (str, False, None),
+    "default_visibility": (str, False, None),
+    "min_owners": (int, False, 1),
+    "oidc_issuer": (str, True, None),
+    "oidc_audience": (str, True, None),
+    "oidc_jwks": (str, True, None),
+}
+CHOICES = {
+    "synchronous": SYNCHRONOUS,
+    "log_level": LOG_LEVELS,
+    "access": ("on", "off"),
+    "anonymous": ("public", "none"),
+    "default_visibility": ("public", "internal", "personal"),
 }
 
 SECRETS = ("webhook_secret",)
@@ -101,10 +138,8 @@ def check(key: str, value: Any) -> None:
         raise SettingsError(key, f"must be a string, not {type(value).__name__} {value!r}")
     if not value.strip():
         raise SettingsError(key, "must not be empty")
-    if key == "synchronous" and value not in SYNCHRONOUS:
-        raise SettingsError(key, f"{value!r} is neither FULL nor NORMAL")
-    if key == "log_level" and value not in LOG_LEVELS:
-        raise SettingsError(key, f"{value!r} is none of {', '.join(LOG_LEVELS)}")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise SettingsError(key, f"{value!r} is none of {', '.join(CHOICES[key])}")
     if key == "mqtt_url" and not value.startswith(("mqtt://", "mqtts://")):
         raise SettingsError(key, f"{value!r} is not an mqtt:// or mqtts:// URL")
     if key == "base_url" and not value.startswith(("http://", "https://")):

@@ -104,7 +104,7 @@ def test_serve_runs_with_the_effective_settings(tmp_path: Path, monkeypatch: pyt
         ('port = "9000"\n', {}, [], ["port", "integer", "city.toml"]),
         ("port = 70000\n", {}, [], ["port", "70000", "out of range", "city.toml"]),
         ("max_top = true\n", {}, [], ["max_top", "integer", "city.toml"]),
-        ('synchronous = "OFF"\n', {}, [], ["synchronous", "FULL nor NORMAL", "city.toml"]),
+        ('synchronous = "OFF"\n', {}, [], ["synchronous", "none of FULL, NORMAL", "city.toml"]),
         ('base_url = "data.example"\n', {}, [], ["base_url", "city.toml"]),
         ("port = \n", {}, [], ["city.toml", "not valid TOML", "line 1"]),
         ("", {"STADSDATA_PORT": "eighty"}, [], ["port", "not an integer", "STADSDATA_PORT"]),

@@ -16,20 +16,26 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from stadsdata.access import Access, Caller, Role
+from stadsdata.access.audit import AuditLog
+from stadsdata.access.audit import entries as audit_entries
+from stadsdata.access.identity import ALL_PROJECTS
 from stadsdata.api import batch, dataarray, ops
 from stadsdata.api.serialize import Serializer
 from stadsdata.errors import (
     BadRequest,
+    Forbidden,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     QuerySyntaxError,
     STAError,
+    Unauthorized,
     UnsupportedMediaType,
 )
 from stadsdata.model.dataarray import parse_create
 from stadsdata.model.entities import Registry, sensing_registry
-from stadsdata.model.values import format_value
+from stadsdata.model.values import format_value, parse_instant
 from stadsdata.mqtt import Mqtt
 from stadsdata.mqtt import enabled as mqtt_enabled
 from stadsdata.query.ast import QueryOptions
@@ -113,10 +119,11 @@ def error_response(exc: STAError) -> Response:
 class Api:
     """The request handlers, bound to one service."""
 
-    def __init__(self, settings: Settings, registry: Registry, service: Service) -> None:
+    def __init__(self, settings: Settings, registry: Registry, service: Service, access: Access) -> None:
         self.settings = settings
         self.registry = registry
         self.service = service
+        self.access = access
         self._bases: dict[Any, str] = {}
         self._options: dict[tuple[tuple[str, str], ...], QueryOptions] = {}
 
@@ -190,9 +197,10 @@ class Api:
 
     async def create_observations(self, request: Request) -> Response:
         """POST /CreateObservations: the dataArray bulk create."""
+        caller = await self.caller(request)
         body, _ = await self.body(request)
         groups = parse_create(body)
-        results = await self.service.create_observations(groups)
+        results = await self.service.create_observations(groups, caller)
         base = self.base_url(request)
         links = [r if isinstance(r, str) else f"{base}/Observations({r})" for r in results]
         errors = sum(isinstance(r, str) for r in results)
@@ -213,39 +221,70 @@ class Api:
         results = await runner.run(batch.parse_json_batch(doc))
         return batch.json_batch_response(results)
 
+    async def caller(self, request: Request) -> Caller:
+        """Who sends the request (docs/access.md); kept on the request for the log and the audit."""
+        caller = await self.access.authenticate(request.headers.get("authorization"))
+        request.state.caller = caller
+        return caller
+
+    async def audit(self, request: Request) -> Response:
+        """GET /audit: the audit log, for admins of every project (docs/access.md)."""
+        caller = await self.caller(request)
+        if caller.restricted and caller.identity.role(ALL_PROJECTS) != Role.ADMIN:
+            raise Forbidden("the audit log is for admins of every project (a grant of admin on project *)")
+        params = request.query_params
+        since = 0
+        if "since" in params:
+            since = parse_instant(params["since"], "since")
+        try:
+            limit = min(int(params.get("limit", "1000")), 10_000)
+            after = int(params.get("after", "0"))
+        except ValueError:
+            raise BadRequest("limit and after are whole numbers") from None
+        subject = params.get("subject")
+        rows = await self.service.store.run_read(lambda tx: audit_entries(tx, since, subject, limit, after))
+        doc: dict[str, Any] = {"value": [e.to_json() for e in rows]}
+        if len(rows) == limit:
+            query = {k: v for k, v in params.items() if k != "after"} | {"after": str(rows[-1].id)}
+            doc["nextLink"] = f"{str(request.base_url).rstrip('/')}/audit?{urlencode(query)}"
+        return json_response(doc)
+
     async def resource(self, request: Request) -> Response:
         path = parse_path(self.registry, request.path_params["path"])
         method = request.method
         if method not in path.methods:
             return method_not_allowed(request, path.methods)
+        caller = await self.caller(request)
         if method == "GET" or method == "HEAD":
-            return await self.get(request, path)
+            return await self.get(request, path, caller)
+        if caller.restricted and not caller.identity.projects(Role.WRITER) and caller.identity.subject is None:
+            raise Unauthorized("changing data needs a token: send it as Authorization: Bearer <token>")
         if path.ref:
             if method == "DELETE":
-                await self.service.remove_ref(path)
+                await self.service.remove_ref(path, caller)
             else:
                 body, _ = await self.body(request)
-                await self.service.add_ref(path, body, self.base_url(request))
+                await self.service.add_ref(path, body, self.base_url(request), caller)
             return Response(status_code=204)
         base = self.base_url(request)
         serializer = Serializer(self.registry, base)
         if method == "POST":
             body, _ = await self.body(request)
-            created = await self.service.create(path, body)
+            created = await self.service.create(path, body, caller)
             if path.target.name == "Observation":
                 request.app.state.metrics.ingested.labels("http").inc()
             doc = serializer.entity(path.target, created)
             return json_response(doc, 201, {"Location": doc["@iot.selfLink"]})
         if method == "DELETE":
-            await self.service.delete(path)
+            await self.service.delete(path, caller)
             return Response(status_code=200)
         allowed = (*JSON_TYPES, JSON_PATCH) if method == "PATCH" else JSON_TYPES
         body, ctype = await self.body(request, allowed)
         mode = "json-patch" if ctype == JSON_PATCH else "patch" if method == "PATCH" else "put"
-        updated = await self.service.update(path, body, mode)  # type: ignore[arg-type]
+        updated = await self.service.update(path, body, mode, caller)  # type: ignore[arg-type]
         return json_response(serializer.entity(path.target, updated))
 
-    async def get(self, request: Request, path: ResourcePath) -> Response:
+    async def get(self, request: Request, path: ResourcePath, caller: Caller) -> Response:
         params = dict(request.query_params)
         token = params.pop("$skiptoken", None)
         after = None if token is None else decode_skiptoken(token)
@@ -268,7 +307,11 @@ class Api:
             )
         estimate = "count=estimated" in request.headers.get("prefer", "").replace(" ", "").lower()
         result = await self.service.read(
-            path, options, after=after, estimate_count=self.settings.estimated_count_above if estimate else 0
+            path,
+            options,
+            caller.read,
+            after=after,
+            estimate_count=self.settings.estimated_count_above if estimate else 0,
         )
         base = self.base_url(request)
         serializer = Serializer(self.registry, base)
@@ -309,7 +352,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     registry = sensing_registry()
     store = open_store(settings.db, registry, synchronous=settings.synchronous)
     service = Service(registry, store, Paging(settings.default_top, settings.max_top))
-    api = Api(settings, registry, service)
+    access = Access(settings, store)
+    api = Api(settings, registry, service, access)
 
     async def home(request: Request) -> Response:
         return RedirectResponse(VERSION_PATH)
@@ -334,7 +378,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     stopping = False
     mqtt = None
     if mqtt_enabled(settings):  # the embedded broker, or the connection to an external one (docs/mqtt.md)
-        mqtt = Mqtt(settings, service, registry, created=lambda n: app.state.metrics.ingested.labels("mqtt").inc(n))
+        mqtt = Mqtt(
+            settings,
+            service,
+            registry,
+            created=lambda n: app.state.metrics.ingested.labels("mqtt").inc(n),
+            access=access,
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -379,6 +429,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route(VERSION_PATH + "/api.html", only(READ, docs.page), methods=METHODS),
             Mount(VERSION_PATH + "/api-assets", docs.assets),
             *ingest.routes(settings, service),  # POST /ingest/ttn, /ingest/chirpstack (LoRaWAN webhooks)
+            Route("/audit", only(READ, api.audit), methods=METHODS),  # the audit log (docs/access.md)
             Route(VERSION_PATH + "/{path:path}", api.resource, methods=METHODS),
         ],
         exception_handlers={STAError: sta_error, HTTPException: http_error, Exception: server_error},
@@ -393,10 +444,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     service.on_ingest = count_ingest
     app.router.routes.extend(ops.routes(metrics, store, lambda: stopping, None if mqtt is None else mqtt.problem))
+    app.add_middleware(AuditLog, access=access)
     app.add_middleware(ops.RequestLog, metrics=metrics, known=ops.known_segments(registry, OPS_SEGMENTS))
     app.state.service = service
     app.state.store = store
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.mqtt = mqtt
+    app.state.access = access
     return app

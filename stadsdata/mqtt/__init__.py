@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from stadsdata.access import Access, Caller
 from stadsdata.model.entities import Registry
 from stadsdata.mqtt.broker import Broker, EmbeddedBroker, ExternalBroker, client_id_for
 from stadsdata.mqtt.intake import Intake
@@ -29,7 +30,12 @@ class Mqtt:
     """The MQTT side of a running server: broker (or broker connection), intake and publisher."""
 
     def __init__(
-        self, settings: Settings, service: Service, registry: Registry, created: Callable[[int], None] | None = None
+        self,
+        settings: Settings,
+        service: Service,
+        registry: Registry,
+        created: Callable[[int], None] | None = None,
+        access: Access | None = None,
     ) -> None:
         from stadsdata.ingest.connectors import subscriptions
 
@@ -38,19 +44,25 @@ class Mqtt:
         base = settings.base_url or f"http://{settings.host}:{settings.port}/v1.1"
         self.intake = Intake(service, registry, subscriptions(settings), created)
         self.broker: Broker
-        self.publisher = Publisher(registry, service.store, base, self._publish)
+        access = access or Access(settings, service.store)
+        self.publisher = Publisher(
+            registry, service.store, base, self._publish, self._callers if access.enabled else None
+        )
         if settings.mqtt_url is not None:
             client_id = client_id_for(settings.db)
             self.broker = ExternalBroker(
-                settings.mqtt_url, client_id, self.intake, self.publisher.subscriptions_changed
+                settings.mqtt_url, client_id, self.intake, self.publisher.subscriptions_changed, access
             )
         else:
             self.broker = EmbeddedBroker(
-                settings.host, settings.mqtt_port, self.intake, self.publisher.subscriptions_changed
+                settings.host, settings.mqtt_port, self.intake, self.publisher.subscriptions_changed, access
             )
 
-    async def _publish(self, topic: str, payload: bytes) -> None:
-        await self.broker.publish(topic, payload)
+    async def _publish(self, topic: str, payload: bytes, audience: frozenset[Caller] | None = None) -> None:
+        await self.broker.publish(topic, payload, audience)
+
+    def _callers(self) -> set[Caller]:
+        return self.broker.callers()
 
     async def start(self) -> None:
         self.publisher.start()

@@ -54,6 +54,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from stadsdata.access import Access, Caller
+from stadsdata.access.identity import ANONYMOUS
+from stadsdata.errors import Unauthorized
 from stadsdata.mqtt.intake import Inbound, Intake
 
 log = logging.getLogger(__name__)
@@ -77,8 +80,14 @@ class Broker(Protocol):
 
     async def close(self) -> None: ...
 
-    async def publish(self, topic: str, payload: bytes) -> None:
-        """Publish a notification (QoS 1, not retained)."""
+    async def publish(self, topic: str, payload: bytes, audience: frozenset[Caller] | None = None) -> None:
+        """Publish a notification (QoS 1, not retained); with ``audience``, only to subscribers who are one of
+        those callers (access control)."""
+        ...
+
+    def callers(self) -> set[Caller]:
+        """With access control on, the callers of the sessions that subscribe (the publisher decides what each of
+        them may see)."""
         ...
 
     def problem(self) -> str | None:
@@ -97,6 +106,8 @@ class _Handler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt ships no t
     acknowledged."""
 
     intake: Intake
+    callers: dict[str, Caller]
+    default_caller: Caller
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -113,7 +124,8 @@ class _Handler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt ships no t
         previous, mine = self._ack_tail, asyncio.get_running_loop().create_future()
         self._ack_tail = mine
         try:
-            msg = Inbound(topic, bytes(data), qos, self.session.client_id, packet_id, publish_packet.dup_flag)
+            caller = self.callers.get(self.session.client_id, self.default_caller)
+            msg = Inbound(topic, bytes(data), qos, self.session.client_id, packet_id, publish_packet.dup_flag, caller)
             try:
                 await self.intake.receive(msg)
             except Exception:  # noqa: BLE001 - not stored: not acknowledged; the client sends it again
@@ -150,17 +162,38 @@ class _Handler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt ships no t
 class _AmqttBroker(AmqttBroker):  # type: ignore[misc]  # amqtt ships no type information
     """amqtt's broker with ``_Handler`` connections and subscription changes reported."""
 
-    def __init__(self, config: dict[str, Any], intake: Intake, changed: SubscriptionsChanged) -> None:
+    def __init__(self, config: dict[str, Any], intake: Intake, changed: SubscriptionsChanged, access: Access) -> None:
         super().__init__(config, plugin_namespace="stadsdata.mqtt")
         self.intake = intake
         self.changed = changed
+        self.access = access
+        self.callers: dict[str, Caller] = {}
+        """The caller of each client id, from the token it connected with (access control)."""
 
     async def _initialize_client_session(self, *args: Any, **kwargs: Any) -> tuple[BrokerProtocolHandler, Any]:
         _, session = await super()._initialize_client_session(*args, **kwargs)
         # amqtt made a plain handler that is not attached to the connection yet: use ours instead.
         handler = _Handler(self.plugins_manager, loop=self._loop)
         handler.intake = self.intake
+        handler.callers = self.callers
+        handler.default_caller = self.access.caller(ANONYMOUS)
         return handler, session
+
+    async def _authenticate(self, session: Any, listener: Any) -> bool:
+        """With access control on, the password is the token (an API token or an OpenID Connect access token; the
+        user name is not used); without one, the client is anonymous if anonymous access is allowed."""
+        if not self.access.enabled:
+            return bool(await super()._authenticate(session, listener))
+        password = session.password
+        if isinstance(password, bytes | bytearray):
+            password = bytes(password).decode("utf-8", "replace")
+        try:
+            caller = await self.access.authenticate(f"Bearer {password}" if password else None)
+        except Unauthorized as exc:
+            log.info("MQTT connection of a client refused: %s", exc.message)
+            return False
+        self.callers[session.client_id] = caller
+        return True
 
     def _report(self) -> None:
         self.changed([f for f, subscribers in self._subscriptions.items() if subscribers])
@@ -181,11 +214,12 @@ class _AmqttBroker(AmqttBroker):  # type: ignore[misc]  # amqtt ships no type in
 
 
 class EmbeddedBroker:
-    def __init__(self, host: str, port: int, intake: Intake, changed: SubscriptionsChanged) -> None:
+    def __init__(self, host: str, port: int, intake: Intake, changed: SubscriptionsChanged, access: Access) -> None:
         self.host = host
         self.port = port
         self.intake = intake
         self.changed = changed
+        self.access = access
         self._broker: _AmqttBroker | None = None
         self._failure: str | None = None
 
@@ -197,7 +231,7 @@ class EmbeddedBroker:
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
         self.changed([])
-        broker = _AmqttBroker(config, self.intake, self.changed)
+        broker = _AmqttBroker(config, self.intake, self.changed, self.access)
         try:
             await broker.start()
         except (BrokerError, OSError) as exc:
@@ -218,9 +252,33 @@ class EmbeddedBroker:
                 await self._broker.shutdown()
             self._broker = None
 
-    async def publish(self, topic: str, payload: bytes) -> None:
-        if self._broker is not None:
-            await self._broker.internal_message_broadcast(topic, payload, None)
+    async def publish(self, topic: str, payload: bytes, audience: frozenset[Caller] | None = None) -> None:
+        broker = self._broker
+        if broker is None:
+            return
+        if audience is None:
+            await broker.internal_message_broadcast(topic, payload, None)
+            return
+        # Only to the sessions whose caller may see the entity: as amqtt's broadcast does it, per subscription.
+        sends = []
+        for a_filter, subscribers in broker._subscriptions.items():
+            if not broker._matches(topic, a_filter):
+                continue
+            for session, qos in subscribers:
+                if session.transitions.state != "connected" or broker.callers.get(session.client_id) not in audience:
+                    continue
+                handler = broker._get_handler(session)
+                if handler is not None:
+                    sends.append(handler.mqtt_publish(topic, payload, qos, retain=False))
+        if sends:
+            await asyncio.gather(*sends, return_exceptions=True)
+
+    def callers(self) -> set[Caller]:
+        broker = self._broker
+        if broker is None:
+            return set()
+        found = {broker.callers.get(s.client_id) for subs in broker._subscriptions.values() for s, _ in subs}
+        return {c for c in found if c is not None}
 
     def problem(self) -> str | None:
         if self._failure is not None:
@@ -239,7 +297,7 @@ def client_id_for(db: str) -> str:
 
 
 class ExternalBroker:
-    def __init__(self, url: str, client_id: str, intake: Intake, changed: SubscriptionsChanged) -> None:
+    def __init__(self, url: str, client_id: str, intake: Intake, changed: SubscriptionsChanged, access: Access) -> None:
         parts = urlsplit(url)
         self.hostname = parts.hostname or "127.0.0.1"
         self.port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
@@ -249,6 +307,9 @@ class ExternalBroker:
         self.client_id = client_id
         self.intake = intake
         self.changed = changed
+        # Creates that come through an external broker are anonymous: its own rules authenticated the publisher,
+        # the server cannot tell who it was. With access control on they are refused (docs/access.md).
+        self.anonymous = access.caller(ANONYMOUS)
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -272,9 +333,9 @@ class ExternalBroker:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    async def publish(self, topic: str, payload: bytes) -> None:
+    async def publish(self, topic: str, payload: bytes, audience: frozenset[Caller] | None = None) -> None:
         client = self._client
-        if client is None or not self._connected.is_set():
+        if client is None or not self._connected.is_set() or (audience is not None and not audience):
             return
         try:
             await client.publish(topic, payload, qos=1)
@@ -283,6 +344,11 @@ class ExternalBroker:
 
     def problem(self) -> str | None:
         return None if self._connected.is_set() else f"the MQTT broker is not connected: {self._error}"
+
+    def callers(self) -> set[Caller]:
+        # The external broker's own rules decide who subscribes; the server cannot tell its subscribers apart,
+        # so with access control on it publishes what anyone may see: public data.
+        return {self.anonymous}
 
     def _make_client(self) -> aiomqtt.Client:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -334,7 +400,9 @@ class ExternalBroker:
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         """paho's callback, on the event loop (aiomqtt reads the socket there): store, then acknowledge."""
-        msg = Inbound(message.topic, bytes(message.payload), message.qos, self.client_id, message.mid, message.dup)
+        msg = Inbound(
+            message.topic, bytes(message.payload), message.qos, self.client_id, message.mid, message.dup, self.anonymous
+        )
         previous, mine = self._ack_tail, asyncio.get_running_loop().create_future()
         self._ack_tail = mine
         task = asyncio.get_running_loop().create_task(self._receive(client, msg, previous, mine))

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from stadsdata.errors import STAError
+from stadsdata.access import OPEN, Caller, Role
+from stadsdata.errors import Forbidden, STAError, Unauthorized
 from stadsdata.ingest.base import DecodeError
 from stadsdata.ingest.connectors import Subscription
 from stadsdata.model.entities import Registry
@@ -50,6 +51,8 @@ class Inbound:
     session: str
     packet_id: int | None
     dup: bool
+    caller: Caller = OPEN
+    """Who sent it (docs/access.md): the identity of the MQTT session's token; OPEN with access control off."""
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
@@ -84,6 +87,7 @@ class Intake:
         self.received = 0
         self.busy = 0  # messages being stored now
         self.duplicates = 0
+        self.refused = 0
         self.dead_letters = 0
 
     def wants(self, topic: str) -> bool:
@@ -132,6 +136,12 @@ class Intake:
             self.duplicates += 1
 
     async def _create(self, msg: Inbound) -> None:
+        if msg.caller.restricted and not msg.caller.identity.projects(Role.WRITER):
+            self.refused += 1  # no dead letter: whoever may write nothing must not be able to fill the database
+            log.warning(
+                "MQTT message on %s refused: %s may not create anything", msg.topic, msg.caller.identity.describe()
+            )
+            return
         try:
             path = parse_create_topic(self.registry, msg.topic)
         except TopicError as exc:
@@ -144,16 +154,21 @@ class Intake:
             return
         try:
             if msg.qos == 0 or msg.packet_id is None:
-                await self.service.create(path, body)
+                await self.service.create(path, body, msg.caller)
             else:
                 session = hashlib.sha256(msg.session.encode()).hexdigest()[:16]
                 digest = hashlib.sha256(msg.topic.encode() + b"\0" + msg.payload).hexdigest()[:24]
                 created = await self.service.create_claimed(
-                    path, body, f"mqtt:{session}", f"{msg.packet_id}:{digest}", redelivered=msg.dup
+                    path, body, f"mqtt:{session}", f"{msg.packet_id}:{digest}", redelivered=msg.dup, caller=msg.caller
                 )
                 if created is None:
                     self.duplicates += 1
                     return
+        except (Unauthorized, Forbidden) as exc:
+            # Not kept as a dead letter: whoever may not write must not be able to fill the database either.
+            self.refused += 1
+            log.warning("MQTT message on %s refused: %s", msg.topic, exc.message)
+            return
         except STAError as exc:
             await self._dead_letter(CREATE_SOURCE, exc.message, msg)
             return

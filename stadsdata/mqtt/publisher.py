@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from stadsdata.access import Caller, passing_ids
 from stadsdata.api.serialize import Serializer
 from stadsdata.model.entities import EntityType, FkOnSource, Registry
 from stadsdata.model.values import format_value
@@ -38,7 +39,7 @@ MAX_PENDING = 200_000
 """Most entity changes waiting to be published; beyond, changes are dropped (and counted) rather than
 letting a slow broker grow the server's memory without bound."""
 
-Publish = Callable[[str, bytes], Awaitable[None]]
+Publish = Callable[[str, bytes, "frozenset[Caller] | None"], Awaitable[None]]
 
 
 def covers_sta(topic_filter: str) -> bool:
@@ -63,9 +64,19 @@ class Interest:
 class Publisher:
     """Turns ``Service.on_change`` into MQTT messages; ``publish(topic, payload)`` sends one."""
 
-    def __init__(self, registry: Registry, store: Store, base_url: str, publish: Publish) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        store: Store,
+        base_url: str,
+        publish: Publish,
+        callers: Callable[[], set[Caller]] | None = None,
+    ) -> None:
         self.registry = registry
         self.store = store
+        self.callers = callers
+        """With access control on: the callers of the subscribed sessions; each message goes only to those who may
+        see its entity."""
         self.serializer = Serializer(registry, base_url)
         self.publish = publish
         self.interest = Interest()
@@ -169,6 +180,10 @@ class Publisher:
         interest = self.interest
         registry = self.registry
 
+        callers = self.callers() if self.callers is not None else None
+        if callers is not None and not callers:
+            return  # nobody subscribes
+
         def read(tx: Tx) -> list[tuple[EntityType, Entity, frozenset[str] | None, list[Topic]]]:
             out = []
             for (entity, id_), fields in merged.items():
@@ -179,25 +194,44 @@ class Publisher:
                 out.append((entity, e, fields, matched))
             return out
 
-        found = await self.store.run_read(read)
+        def audiences(tx: Tx) -> dict[tuple[EntityType, int], frozenset[Caller]]:
+            """Who of ``callers`` may see each changed entity."""
+            assert callers is not None
+            by_type: dict[EntityType, set[int]] = {}
+            for entity, id_ in merged:
+                by_type.setdefault(entity, set()).add(id_)
+            seen: dict[tuple[EntityType, int], set[Caller]] = {}
+            for entity, ids in by_type.items():
+                for caller in callers:
+                    for id_ in ids if not caller.restricted else passing_ids(tx, entity, ids, caller.read):
+                        seen.setdefault((entity, id_), set()).add(caller)
+            return {k: frozenset(v) for k, v in seen.items()}
+
+        def read_all(tx: Tx) -> tuple[list[Any], dict[tuple[EntityType, int], frozenset[Caller]] | None]:
+            return read(tx), (audiences(tx) if callers is not None else None)
+
+        found, audience_of = await self.store.run_read(read_all)
         sends: list[Awaitable[None]] = []
         for entity, e, _fields, matched in found:
+            audience = None if audience_of is None else audience_of.get((entity, e.id), frozenset())
+            if audience is not None and not audience:
+                continue
             docs: dict[Any, bytes] = {}
             if interest.defaults:
                 doc = docs[None] = orjson.dumps(self.serializer.entity(entity, e))
                 for name in default_topics(registry, entity, e.id, e.links):
-                    sends.append(self.publish(name, doc))
+                    sends.append(self.publish(name, doc, audience))
             for topic in matched:
                 if topic.property is not None:
                     value = e.values.get(topic.property.name)
                     shown = None if value is None else format_value(topic.property.kind, value)
-                    sends.append(self.publish(topic.text, orjson.dumps({topic.property.name: shown})))
+                    sends.append(self.publish(topic.text, orjson.dumps({topic.property.name: shown}), audience))
                     continue
                 select = topic.plan.select
                 shaped = docs.get(select)
                 if shaped is None:
                     shaped = docs[select] = orjson.dumps(self.serializer.entity(entity, e, topic.plan))
-                sends.append(self.publish(topic.text, shaped))
+                sends.append(self.publish(topic.text, shaped, audience))
         for chunk in range(0, len(sends), 1000):
             await asyncio.gather(*sends[chunk : chunk + 1000])
         self.published += len(sends)

@@ -72,7 +72,30 @@ class UnaryOp:
     pos: int = field(default=0, compare=False)
 
 
-Expr = Literal | Path | Call | BinaryOp | UnaryOp
+@dataclass(frozen=True)
+class Hidden:
+    """A store column that the API does not show: the access columns ``visibility``, ``owner`` and ``project``.
+
+    Only the access policy (``stadsdata/access``) builds these; no request can name one.
+    """
+
+    name: str
+    pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Related:
+    """True when a row related through ``relation`` satisfies ``condition`` (any related row when None).
+
+    Only the access policy builds these: its restrictions say which related rows make a row visible.
+    """
+
+    relation: str
+    condition: Expr | None = None
+    pos: int = field(default=0, compare=False)
+
+
+Expr = Literal | Path | Call | BinaryOp | UnaryOp | Hidden | Related
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,41 @@ class Policy(Protocol):
 
     def restrict(self, entity: EntityType) -> Expr | None: ...
 
+    def disclosure(self, entity: EntityType) -> Disclosure | None:
+        """Rows of ``entity`` that aggregates ($apply) may include although the reader may not see them, and the
+        rule that protects them; None: aggregates see what the reader sees."""
+        ...
+
+    def implied(self, source: EntityType, relation: Relation) -> bool:
+        """Whether every row reached through ``relation`` from a row of ``source`` the reader sees is one it may see
+        (then that step needs no restriction of its own: ``Datastreams(1)/Observations``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    """Disclosure control of aggregates: a group with rows that pass ``hidden`` (other people's personal data) is
+    shown only when at least ``min_owners`` distinct owners contribute personal rows (``personal``: theirs, or the
+    reader's own) to it; a group with fewer is left out. The owner of a row is the ``owner`` access column of the
+    row it refers to through one of ``owner_via``."""
+
+    hidden: Expr
+    personal: Expr
+    min_owners: int
+    owner_via: tuple[str, ...]
+
 
 class OpenPolicy:
     """Everything is visible."""
 
     def restrict(self, entity: EntityType) -> Expr | None:
         return None
+
+    def disclosure(self, entity: EntityType) -> Disclosure | None:
+        return None
+
+    def implied(self, source: EntityType, relation: Relation) -> bool:
+        return True
 
 
 @dataclass(frozen=True)
@@ -81,6 +110,11 @@ class ReadPlan:
     # $apply: the rows that pass ``filter`` (which then includes the $apply filter) are grouped and
     # aggregated; ``orderby`` names the results, ``after`` holds the sort keys of the last group.
     apply: Apply | None = None
+    # The access policy, when it restricts anything: the rows a filter reaches through a relation to many
+    # (``Datastreams/name eq 'x'``) are those it lets the reader see.
+    guard: Policy | None = None
+    # $apply over rows that include other people's personal data under disclosure control.
+    disclosure: Disclosure | None = None
 
     def selects(self, name: str) -> bool:
         return self.select is None or name in self.select
@@ -95,6 +129,10 @@ class ExpandPlan:
     relation: Relation
     plan: ReadPlan = field(repr=False)
     options: QueryOptions = field(default_factory=QueryOptions, repr=False)  # as requested, for next links
+
+
+def _guard(policy: Policy) -> Policy | None:
+    return None if isinstance(policy, OpenPolicy) else policy
 
 
 def _and(a: Expr | None, b: Expr | None) -> Expr | None:
@@ -132,6 +170,7 @@ def _options_plan(
     steps: tuple[Step, ...],
     single: bool,
     within: str | None = None,
+    implied: bool = False,
 ) -> ReadPlan:
     """Plan the options for ``entity``; the policy applies to the target unless
     ``steps`` already carry it (then the last step holds the restriction).
@@ -157,7 +196,7 @@ def _options_plan(
     return ReadPlan(
         entity=entity,
         steps=steps,
-        filter=options.filter if steps else _and(policy.restrict(entity), options.filter),
+        filter=options.filter if steps or implied else _and(policy.restrict(entity), options.filter),
         orderby=options.orderby,
         top=min(top, paging.max_top),
         skip=options.skip or 0,
@@ -167,6 +206,7 @@ def _options_plan(
         result_format=options.result_format,
         single=single,
         within=within,
+        guard=_guard(policy),
     )
 
 
@@ -180,7 +220,10 @@ def _expand_plan(registry: Registry, entity: EntityType, item: Expand, policy: P
             position=item.pos,
         )
     target = registry.target(rel)
-    plan = _options_plan(registry, target, item.options, policy, paging, (), single=not rel.many, within="$expand")
+    implied = policy.implied(entity, rel)  # the parent is visible: so is what it leads to (else restricted here)
+    plan = _options_plan(
+        registry, target, item.options, policy, paging, (), single=not rel.many, within="$expand", implied=implied
+    )
     return ExpandPlan(rel, plan, item.options)
 
 
@@ -195,7 +238,18 @@ def plan_read(
     """Check ``options`` against the path's entity type and build the read plan."""
     policy = policy or OpenPolicy()
     paging = paging or Paging()
-    steps = tuple(Step(s.entity, s.relation, s.id, policy.restrict(s.entity)) for s in path.segments)
+    segments = path.segments
+    steps = tuple(
+        Step(
+            s.entity,
+            s.relation,
+            s.id,
+            None
+            if i and s.relation is not None and policy.implied(segments[i - 1].entity, s.relation)
+            else policy.restrict(s.entity),
+        )
+        for i, s in enumerate(segments)
+    )
     single = not path.is_collection
     if single and path.property is None and (options.filter is not None and not path.ref):
         # A filter on a single entity is allowed by OData but has no effect on
@@ -240,9 +294,18 @@ def _apply_plan(
     entity = path.target
     check_apply(registry, entity, apply, options.orderby)
     top = paging.default_top if options.top is None else options.top
+    # Over a whole entity set (not under a path, whose steps the reader must see), aggregates may also count
+    # other people's personal data, under disclosure control.
+    whole_set = len(steps) == 1 and steps[0].id is None and steps[0].restriction is not None
+    disclosure = policy.disclosure(entity) if whole_set else None
+    if disclosure is not None:
+        restriction = steps[0].restriction
+        assert restriction is not None
+        steps = (replace(steps[0], restriction=BinaryOp("or", restriction, disclosure.hidden)),)
     return ReadPlan(
         entity=entity,
         steps=steps,
+        disclosure=disclosure,
         filter=apply.filter if steps else _and(policy.restrict(entity), apply.filter),
         orderby=options.orderby,
         top=min(top, paging.max_top),
@@ -251,4 +314,5 @@ def _apply_plan(
         within="$apply",
         apply=apply,
         after=after,
+        guard=_guard(policy),
     )

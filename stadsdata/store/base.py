@@ -14,6 +14,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy import MetaData
+from sqlalchemy.sql import ClauseElement
+
 from stadsdata.model.entities import EntityType, LinkTable, Relation
 from stadsdata.query.plan import ReadPlan
 
@@ -126,6 +129,17 @@ class Tx(Protocol):
         ...
 
     def remove_dead_letter(self, id: int) -> bool: ...
+
+    metadata: MetaData
+    """The store's tables: the entity tables and the bookkeeping ones (ingest keys, dead letters, access)."""
+
+    def rows(self, stmt: ClauseElement) -> list[tuple[Any, ...]]:
+        """Run a statement that returns rows (on the bookkeeping tables)."""
+        ...
+
+    def execute(self, stmt: ClauseElement) -> int:
+        """Run a statement that changes rows (on the bookkeeping tables); how many it changed."""
+        ...
 
 
 DeferredFn = Callable[[Tx, list[Any]], None]

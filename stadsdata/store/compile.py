@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import partial
 from typing import Any, Protocol
 
@@ -26,6 +27,8 @@ from sqlalchemy import (
     Subquery,
     and_,
     bindparam,
+    case,
+    distinct,
     exists,
     false,
     func,
@@ -41,9 +44,9 @@ from sqlalchemy import String as StringType
 from stadsdata.errors import QuerySyntaxError
 from stadsdata.model.entities import EntityType, FkOnSource, FkOnTarget, Kind, LinkTable, Registry, Relation
 from stadsdata.model.values import to_micros
-from stadsdata.query.ast import BinaryOp, Bucket, Call, Expr, Literal, OrderBy, Path, UnaryOp
+from stadsdata.query.ast import BinaryOp, Bucket, Call, Expr, Hidden, Literal, OrderBy, Path, Related, UnaryOp
 from stadsdata.query.check import resolve_path
-from stadsdata.query.plan import ReadPlan, Step
+from stadsdata.query.plan import Disclosure, Policy, ReadPlan, Step
 from stadsdata.store import codec
 from stadsdata.store.functions import Value, any_number, compile_call
 from stadsdata.store.schema import columns_for
@@ -90,6 +93,10 @@ _ARITH = {
     "mul": lambda a, b: a * b,
 }
 _ARITH_OPS = ("add", "sub", "mul", "div", "mod")
+_GUARD: ContextVar[Policy | None] = ContextVar("stadsdata_guard", default=None)
+"""The access policy of the plan whose filter is being compiled: a filter over a collection (``Datastreams/name
+eq 'x'``) only finds related rows the policy lets the reader see (to-one relations need nothing: what a visible
+row refers to is visible)."""
 _LOGICAL = ("and", "or")
 
 
@@ -185,8 +192,12 @@ class Compiler:
     ) -> ColumnElement[bool]:
         cond = self.scope(steps, table, param) if steps else true()
         if plan.filter is not None:
-            with reported_in(plan.within):
-                cond = and_(cond, self.condition(plan.filter, plan.entity, table))
+            guard = _GUARD.set(plan.guard)
+            try:
+                with reported_in(plan.within):
+                    cond = and_(cond, self.condition(plan.filter, plan.entity, table))
+            finally:
+                _GUARD.reset(guard)
         return cond
 
     def page(self, plan: ReadPlan, columns: Sequence[str], steps: Sequence[Step], param: bool = False) -> Select[Any]:
@@ -285,6 +296,10 @@ class Compiler:
         if result is not None:
             cols = tuple(table.c[name] for name, _ in columns_for(result))
             columns.append(any_number(Value("any", cols[1], cols=cols)).label("n"))
+        disclosure = plan.disclosure
+        if disclosure is not None:
+            columns.append(self._owner_if(disclosure.hidden, disclosure, plan.entity, table).label("o"))
+            columns.append(self._owner_if(disclosure.personal, disclosure, plan.entity, table).label("p"))
         rows = select(*columns).where(where).subquery("r")
         keys = [rows.c[f"k{i}"] for i in range(len(apply.groupby))]
         outputs: list[ColumnElement[Any]] = [k.label(key.alias) for k, key in zip(keys, apply.groupby, strict=True)]
@@ -294,7 +309,26 @@ class Compiler:
             else:
                 fn = getattr(func, {"average": "avg", "min": "min", "max": "max", "sum": "sum"}[agg.method])
                 outputs.append(fn(rows.c.n).label(agg.alias))
-        return select(*outputs).select_from(rows).group_by(*keys).subquery("g")
+        grouped = select(*outputs).select_from(rows).group_by(*keys)
+        if disclosure is not None:
+            hidden, owners = func.count(distinct(rows.c.o)), func.count(distinct(rows.c.p))
+            grouped = grouped.having(or_(hidden == 0, owners >= disclosure.min_owners))
+        return grouped.subquery("g")
+
+    def _owner_if(
+        self, cond: Expr, disclosure: Disclosure, entity: EntityType, table: FromClause
+    ) -> ColumnElement[Any]:
+        """The owner of a row that passes ``cond`` (disclosure control of an aggregate); NULL for other rows."""
+        owners = []
+        for name in disclosure.owner_via:
+            rel = entity.relation(name)
+            assert rel is not None
+            storage = self.registry.storage(rel)
+            assert isinstance(storage, FkOnSource)
+            target = self.table(self.registry.target(rel)).alias()
+            owners.append(select(target.c.owner).where(target.c.id == table.c[storage.column]).scalar_subquery())
+        owner = owners[0] if len(owners) == 1 else func.coalesce(*owners)
+        return case((self.condition(cond, entity, table), owner), else_=null())
 
     def apply_sort_keys(self, plan: ReadPlan, groups: Subquery) -> list[tuple[ColumnElement[Any], bool]]:
         """The order of the groups: ``$orderby`` on result names, then the group keys (unique together)."""
@@ -370,6 +404,8 @@ class Compiler:
             return and_(left, right) if expr.op == "and" else or_(left, right)
         if isinstance(expr, UnaryOp) and expr.op == "not":
             return negation(expr.operand, self.condition(expr.operand, entity, table))
+        if isinstance(expr, Related):
+            return self._related_rows_exist(expr, entity, table)
         related = self._through_relation(expr, entity, table)
         if related is not None:
             return related
@@ -419,12 +455,34 @@ class Compiler:
         alias = self.table(target).alias()
         inner = _strip_relation(expr, first)
         cond = self.condition(inner, target, alias)
+        guard = _GUARD.get()
+        restriction = guard.restrict(target) if guard is not None and not guard.implied(entity, rel) else None
+        if restriction is not None:
+            cond = and_(cond, self.condition(restriction, target, alias))
+        rows, link = self.related_rows(rel, table, alias)
+        return exists(select(literal(1)).select_from(rows).where(link, cond))
+
+    def _related_rows_exist(self, expr: Related, entity: EntityType, table: FromClause) -> ColumnElement[bool]:
+        """A policy's ``Related``: through a to-one relation the foreign key is in the ids of the target rows
+        that pass (one uncorrelated subquery for the whole statement), else EXISTS over the related rows."""
+        rel = entity.relation(expr.relation)
+        assert rel is not None, (entity.name, expr.relation)
+        target = self.registry.target(rel)
+        alias = self.table(target).alias()
+        cond = true() if expr.condition is None else self.condition(expr.condition, target, alias)
+        storage = self.registry.storage(rel)
+        if isinstance(storage, FkOnSource):
+            if expr.condition is None:
+                return table.c[storage.column].is_not(None)
+            return table.c[storage.column].in_(select(alias.c.id).where(cond))
         rows, link = self.related_rows(rel, table, alias)
         return exists(select(literal(1)).select_from(rows).where(link, cond))
 
     def value(self, expr: Expr, entity: EntityType, table: FromClause, option: str) -> Value:
         if isinstance(expr, Literal):
             return literal_value(expr)
+        if isinstance(expr, Hidden):
+            return Value("string", table.c[expr.name])
         if isinstance(expr, Path):
             resolved = resolve_path(self.registry, entity, expr, option)
             if resolved.relations:

@@ -78,6 +78,28 @@ _EXTRA_COLUMNS: dict[str, list[Column[object]]] = {
     "locations": [Column("generated_foi_id", Id, nullable=True)],
 }
 
+# The access columns (``stadsdata/access``): members of ``properties`` that the database keeps as columns of
+# their own, generated from the JSON on every write, so that the access policy compares plain columns.
+ACCESS_COLUMNS: dict[str, tuple[str, ...]] = {
+    "things": ("visibility", "owner", "project"),
+    "datastreams": ("visibility", "owner"),
+    "multi_datastreams": ("visibility", "owner"),
+}
+
+
+def access_expression(member: str, dialect: str) -> str:
+    """SQL for a member of the ``properties`` JSON text (NULL when absent)."""
+    if dialect == "postgresql":
+        return f"(properties)::jsonb ->> '{member}'"
+    return f"json_extract(properties, '$.{member}')"
+
+
+def access_column(member: str, dialect: str) -> Column[object]:
+    """Generated from ``properties``: stored on PostgreSQL, virtual on SQLite (whose ALTER TABLE can only add
+    virtual ones; an index on it is stored)."""
+    return Column(member, String, Computed(access_expression(member, dialect), persisted=dialect == "postgresql"))
+
+
 # Indexes for the queries users send: newest N of a datastream, time windows,
 # navigation in both directions.
 _EXTRA_INDEXES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
@@ -135,6 +157,9 @@ def build_metadata(registry: Registry, dialect: str = "sqlite") -> MetaData:
             if storage.column not in indexed:
                 indexes.append(Index(f"ix_{entity.table}_{storage.column}", storage.column))
         cols.extend(c._copy() for c in _EXTRA_COLUMNS.get(entity.table, []))
+        for member in ACCESS_COLUMNS.get(entity.table, ()):
+            cols.append(access_column(member, dialect))
+            indexes.append(Index(f"ix_{entity.table}_{member}", member))
         if dialect == "postgresql":
             for prop in entity.properties:
                 if prop.kind is Kind.GEOMETRY:
@@ -159,7 +184,61 @@ def build_metadata(registry: Registry, dialect: str = "sqlite") -> MetaData:
                 Index(f"ix_{link_table}_{target_col}", target_col),
             )
     _ingest_tables(meta)
+    _access_tables(meta)
     return meta
+
+
+def _access_tables(meta: MetaData) -> None:
+    """Access control (``stadsdata/access``).
+
+    ``projects``: groups of Things (a Thing's ``properties.project``). ``tokens``: API tokens, each acting for
+    a ``subject``; only the SHA-256 of the secret is kept. ``grants``: a subject's role in a project (``*``:
+    every project) and whether it may read other people's personal data there. ``audit``: who read or
+    changed personal data, and how.
+    """
+    Table(
+        "projects",
+        meta,
+        Column("name", String, primary_key=True),
+        Column("description", String, nullable=False),
+        Column("created", BigInteger, nullable=False),
+    )
+    Table(
+        "tokens",
+        meta,
+        Column("id", Id, primary_key=True, autoincrement=True),
+        Column("name", String, nullable=False),
+        Column("subject", String, nullable=False),
+        Column("secret_hash", String, nullable=False),
+        Column("created", BigInteger, nullable=False),
+        Column("expires", BigInteger),
+        Column("revoked", BigInteger),
+        Index("ix_tokens_secret_hash", "secret_hash", unique=True),
+        Index("ix_tokens_subject", "subject"),
+        sqlite_autoincrement=True,
+    )
+    Table(
+        "grants",
+        meta,
+        Column("subject", String, primary_key=True),
+        Column("project", String, primary_key=True),
+        Column("role", String, nullable=False),
+        Column("personal", SmallInteger, nullable=False),
+    )
+    Table(
+        "audit",
+        meta,
+        Column("id", Id, primary_key=True, autoincrement=True),
+        Column("time", BigInteger, nullable=False),
+        Column("subject", String),
+        Column("action", String, nullable=False),
+        Column("target", String, nullable=False),
+        Column("status", Integer, nullable=False),
+        Column("owners", String),
+        Index("ix_audit_time", "time"),
+        Index("ix_audit_subject", "subject"),
+        sqlite_autoincrement=True,
+    )
 
 
 def _ingest_tables(meta: MetaData) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from stadsdata.access.tokens import client_headers
 from stadsdata.apps.cycling.evaluate import METRICS, Evaluation
 from stadsdata.apps.cycling.topology import Intersection
 
@@ -51,14 +52,14 @@ class PlatformError(RuntimeError):
 
 
 def http_transport(base_url: str, timeout: float = 30.0) -> Transport:
-    """A transport over HTTP to a running stadsdata, e.g. ``http://127.0.0.1:8080/v1.1``."""
+    """A transport over HTTP to a running stadsdata, e.g. ``http://127.0.0.1:8080/v1.1``; with access control on,
+    it sends the token in ``$STADSDATA_TOKEN``."""
     root = base_url.rstrip("/")
+    headers = client_headers()
 
     def send(method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            f"{root}/{path.lstrip('/')}", data=data, method=method, headers={"Content-Type": "application/json"}
-        )
+        req = urllib.request.Request(f"{root}/{path.lstrip('/')}", data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 raw = resp.read()

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from stadsdata.access.tokens import client_headers
+
 Transport = Callable[[str, str, Any], Any]
 """(method, path below the service root, JSON body) -> JSON answer."""
 
@@ -25,14 +27,16 @@ class PlatformError(RuntimeError):
 
 
 def http_transport(base_url: str, timeout: float = 30.0) -> Transport:
-    """A transport over HTTP to a running stadsdata, e.g. ``http://127.0.0.1:8080/v1.1``."""
+    """A transport over HTTP to a running stadsdata, e.g. ``http://127.0.0.1:8080/v1.1``; with access control on,
+    it sends the token in ``$STADSDATA_TOKEN``."""
     root = base_url.rstrip("/")
+    headers = client_headers()
 
     def send(method: str, path: str, body: Any) -> Any:
         url = path if path.startswith("http") else f"{root}/{path.lstrip('/')}"
         url = urllib.parse.quote(url, safe=":/?&=$(),'@%+*;")  # spaces of query options, as a browser would
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 raw = resp.read()
