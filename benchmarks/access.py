@@ -142,7 +142,8 @@ def main() -> None:
           f"{'ms/stream':>11}{'ratio':>7}")  # fmt: skip
     for name, (p50, p99, lat, shown) in results.items():
         per, base_per = lat / shown, base[2] / base[3]
-        print(f"{name:22}{p50:13.2f}{p50 / base[0]:7.2f}{p99:13.2f}{lat:15.1f}{shown:9}{per:11.3f}{per / base_per:7.2f}")
+        ratio = per / base_per
+        print(f"{name:22}{p50:13.2f}{p50 / base[0]:7.2f}{p99:13.2f}{lat:15.1f}{shown:9}{per:11.3f}{ratio:7.2f}")
     if tmp is not None:
         tmp.cleanup()
 
