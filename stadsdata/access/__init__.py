@@ -30,7 +30,17 @@ from stadsdata.store.base import Collection, Store, Tx
 if TYPE_CHECKING:
     from stadsdata.access.oidc import OidcVerifier
 
-__all__ = ["OPEN", "TOKEN_CACHE_SECONDS", "Access", "AccessPolicy", "AccessRules", "Caller", "Grant", "Identity", "Role"]
+__all__ = [
+    "OPEN",
+    "TOKEN_CACHE_SECONDS",
+    "Access",
+    "AccessPolicy",
+    "AccessRules",
+    "Caller",
+    "Grant",
+    "Identity",
+    "Role",
+]
 
 TOKEN_CACHE_SECONDS = 5.0
 """How long a token's identity is remembered: a revoked token or a changed grant takes effect within this time."""

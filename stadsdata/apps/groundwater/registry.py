@@ -36,8 +36,10 @@ min_depth = 0.20               # alert when the water is higher than 0.20 m belo
 
 Personal data (address, e-mail) is never sent to the platform and never logged: a ``Home``'s repr
 leaves it out. On the platform, the home is known by its pseudonymous id, and its Thing and
-Datastreams carry ``{"visibility": "personal", "owner": "<pseudonymous id>"}`` in their properties, the
-marks the platform's access control will enforce (a resident sees their own well only).
+Datastreams carry ``{"visibility": "personal", "owner": "<pseudonymous id>"}`` in their properties, and the
+Thing ``{"project": "groundwater"}``: the marks the platform's access control enforces (docs/access.md): a
+resident sees their own well only, the app's service account needs the writer role with the personal right
+in project groundwater, and neighbourhood aggregates are released only with at least five homes.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ from stadsdata.apps.groundwater.levels import Calibration, CalibrationError, Sen
 from stadsdata.apps.groundwater.platform import Platform
 
 DOMAIN = "groundwater"
+PROJECT = "groundwater"
+"""The access-control project of the homes' Things."""
 ROLES = ("raw", "battery", "level", "depth")
 UCUM = "http://www.opengis.net/def/uom/UCUM/0/"
 
@@ -290,6 +294,8 @@ def store(platform: Platform, home: Home) -> Stored:
         **marks,
     }
     found = _find_thing(platform, home)
+    if not found:
+        props["project"] = PROJECT  # set when created; moving a Thing to another project is for admins
     raw_kind = "pressure" if home.kind == "pressure" else "distance"
     roles = {"raw": raw_kind, "battery": "battery", "level": "level", "depth": "depth"}
     battery_unit = _UNITS["battery_pct" if home.battery_field.endswith("_pct") else "battery"]
@@ -334,7 +340,7 @@ def store(platform: Platform, home: Home) -> Stored:
                     "location": {"type": "Point", "coordinates": list(home.location)},
                 }
             ],
-            "Datastreams": [datastream(r, thing_name) for r in ROLES],
+            "Datastreams": [datastream(r, thing_name) for r in _needed(home)],
         }
         thing = int(platform.send("POST", "Things", body)["@iot.id"])
         previous: tuple[Calibration, ...] = ()
