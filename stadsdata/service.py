@@ -36,7 +36,7 @@ from stadsdata.model.entities import (
     Registry,
     Relation,
 )
-from stadsdata.model.rules import EXTEND_DATASTREAM, RECOMPUTE_DATASTREAM, Rules
+from stadsdata.model.rules import CHANGES, EXTEND_DATASTREAM, RECOMPUTE_DATASTREAM, Change, Rules
 from stadsdata.model.validate import EntityInput, Ref, check_json, parse_entity, parse_id_value
 from stadsdata.model.values import MAX_MICROS, MIN_MICROS, format_value, now_micros
 from stadsdata.query.ast import QueryOptions
@@ -45,19 +45,6 @@ from stadsdata.query.plan import OpenPolicy, Paging, Policy, ReadPlan, plan_read
 from stadsdata.store.base import Collection, DeadLetter, Entity, Finish, Store, Tx
 
 UpdateMode = Literal["patch", "put", "json-patch"]
-
-CHANGES = "stadsdata.changes"
-"""The deferred-work key under which writes record the entities they create or update (``Service.on_change``)."""
-
-
-@dataclass(frozen=True)
-class Change:
-    """An entity a write created or updated; ``fields``: the properties an update set (None: all of them)."""
-
-    entity: EntityType
-    ids: tuple[int, ...]
-    kind: Literal["created", "updated"]
-    fields: frozenset[str] | None = None
 
 
 @dataclass
@@ -82,6 +69,7 @@ class Service:
         store.register_deferred(EXTEND_DATASTREAM, self.rules.extend_datastreams)
         store.register_deferred(CHANGES, self._changed)
         store.register_deferred(RECOMPUTE_DATASTREAM, self.rules.recompute_datastreams)
+        self.rules.record = self._record  # the FeaturesOfInterest and HistoricalLocations the rules create
 
     def _changed(self, tx: Tx, changes: list[Change]) -> None:
         if self.on_change is not None and changes:

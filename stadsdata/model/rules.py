@@ -20,8 +20,9 @@ Rules act only through the store's ``Tx`` operations.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from stadsdata.errors import ValidationError
 from stadsdata.model.entities import (
@@ -44,11 +45,26 @@ from stadsdata.store.base import Tx
 COMPLEX_OBSERVATION = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_ComplexObservation"
 EXTEND_DATASTREAM = "datastream-extend"
 RECOMPUTE_DATASTREAM = "datastream-recompute"
+CHANGES = "stadsdata.changes"
+"""The deferred-work key under which writes record the entities they create or update (``Service.on_change``)."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """An entity a write created or updated; ``fields``: the properties an update set (None: all of them)."""
+
+    entity: EntityType
+    ids: tuple[int, ...]
+    kind: Literal["created", "updated"]
+    fields: frozenset[str] | None = None
 
 
 class Rules:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        self.record: Callable[[Tx, Change], None] | None = None
+        """Told of the entities the rules create (MQTT notifications of derived FeaturesOfInterest and
+        HistoricalLocations); Datastreams whose times or area the rules extend are not reported."""
         self.thing_locations = registry.storage(THING.relation("Locations"))  # type: ignore[arg-type]
         self.hl_locations = registry.storage(HISTORICAL_LOCATION.relation("Locations"))  # type: ignore[arg-type]
         assert isinstance(self.thing_locations, LinkTable) and isinstance(self.hl_locations, LinkTable)
@@ -163,6 +179,8 @@ class Rules:
             {},
         )
         tx.set_generated_foi(loc_id, foi_id)
+        if self.record is not None:
+            self.record(tx, Change(FEATURE_OF_INTEREST, (foi_id,), "created"))
         return foi_id
 
     def observation_written(self, tx: Tx, props: dict[str, Any], fks: dict[str, int | None]) -> None:
@@ -284,6 +302,8 @@ class Rules:
         assert isinstance(hl_link, LinkTable)
         for loc in [*current, *added]:
             tx.link(hl_link, hl_id, loc)
+        if self.record is not None:
+            self.record(tx, Change(HISTORICAL_LOCATION, (hl_id,), "created"))
 
     def location_changed(self, tx: Tx, location_id: int) -> None:
         """A Location's geometry changed: later Observations get a new derived feature."""

@@ -28,9 +28,9 @@ import orjson
 from stadsdata.access import Caller, passing_ids
 from stadsdata.api.serialize import Serializer
 from stadsdata.model.entities import EntityType, FkOnSource, Registry
+from stadsdata.model.rules import Change
 from stadsdata.model.values import format_value
 from stadsdata.mqtt.topics import PREFIX, Topic, TopicError, default_topics, parse_topic
-from stadsdata.service import Change
 from stadsdata.store.base import Entity, Store, Tx
 
 log = logging.getLogger(__name__)

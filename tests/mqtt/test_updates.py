@@ -164,12 +164,15 @@ def test_a_wildcard_subscription_gets_the_default_topics(
     sub.subscribe("v1.1/#")
     assert client.post(f"{V}/Observations", json={"result": 7, "Datastream": {"@iot.id": 1}}).status_code == 201
     _idle(client)
-    topics = {t for t, _ in sub.wait(4)}
+    topics = {t for t, _ in sub.wait(6)}
     assert topics == {
         "v1.1/Observations",
         "v1.1/Observations(1)",
         "v1.1/Datastreams(1)/Observations",
         "v1.1/FeaturesOfInterest(1)/Observations",
+        # the FeatureOfInterest the server derived for it from the Thing's Location
+        "v1.1/FeaturesOfInterest",
+        "v1.1/FeaturesOfInterest(1)",
     }
 
 
@@ -200,3 +203,18 @@ def test_readiness_fails_while_the_external_broker_is_away(
             break
         time.sleep(0.1)
     assert client.get("/health/ready").json() == {"status": "ready", "store": "ok", "mqtt": "ok"}
+
+
+def test_entities_the_server_creates_are_published(mqtt_client: tuple[TestClient, int], devices: list[Device]) -> None:
+    """The FeatureOfInterest derived from a Thing's Location and the HistoricalLocation of a new Location are
+    created by the server, and notified like any other."""
+    client, port = mqtt_client
+    sub = Device(port, "watcher")
+    devices.append(sub)
+    sub.subscribe("v1.1/FeaturesOfInterest", "v1.1/HistoricalLocations")
+    assert client.post(f"{V}/Things", json=f.full_thing()).status_code == 201  # a Location: a HistoricalLocation
+    assert client.post(f"{V}/Datastreams(1)/Observations", json={"result": 1}).status_code == 201  # derives a feature
+    _idle(client)
+    received = sub.wait(2)
+    assert [d["@iot.id"] for d in _bodies(received, "v1.1/HistoricalLocations")] == [1]
+    assert [d["@iot.id"] for d in _bodies(received, "v1.1/FeaturesOfInterest")] == [1]
