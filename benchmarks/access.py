@@ -11,7 +11,7 @@ control off; on) and measures, in one run so that the ratios compare like with l
 
 - the newest 100 Observations of a public Datastream (p50 / p99),
 - the latest value of every Datastream the caller may see, in one request
-  (``Datastreams?$expand=Observations($top=1)``),
+  (``Datastreams?$expand=Observations($orderby=phenomenonTime desc;$top=1)``),
 
 with access off, on for an anonymous caller, and on for a reader of one project; and prints each
 figure with its ratio to access off.
@@ -119,9 +119,8 @@ def main() -> None:
     rng = random.Random(3)
     page = [f"/v1.1/Datastreams({rng.choice(public)})/Observations?$orderby=phenomenonTime%20desc&$top=100"
             for _ in range(args.requests)]  # fmt: skip
-    latest = "/v1.1/Datastreams?$top=1000&$select=id&$expand=" + quote(
-        "Observations($top=1;$select=result,phenomenonTime)"
-    )
+    newest = quote("Observations($orderby=phenomenonTime desc;$top=1;$select=result,phenomenonTime)")
+    latest = f"/v1.1/Datastreams?$top=1000&$select=id&$expand={newest}"
     results: dict[str, tuple[float, float, float, int]] = {}
     with Server(db, "--log-level", "WARNING") as off, Server(db, "--log-level", "WARNING", "--access", "on") as on:
         for name, server, tok in (("access off", off, None), ("on, anonymous", on, None),
