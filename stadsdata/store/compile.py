@@ -111,13 +111,24 @@ class Compiler:
 
     # -- scope: which rows a resource path reaches ------------------------------------
 
-    def _parent_ids(self, steps: Sequence[Step], param: bool) -> Any:
-        """The ids of the rows that ``steps`` reach: a literal, a bind parameter or a subquery."""
+    def _parent_ids(self, steps: Sequence[Step], param: bool) -> tuple[Any, ColumnElement[bool] | None]:
+        """The ids of the rows that ``steps`` reach: a literal, a bind parameter or a subquery; and, for one id
+        under a restriction, the condition that the row passes it.
+
+        One id stays one value even under an access restriction, so that ``datastream_id = ?`` keeps the index
+        order of ``Datastreams(1)/Observations`` (an ``IN (subquery)`` would have the rows sorted); whether
+        the reader may see that Datastream is a separate, constant condition.
+        """
         last = steps[-1]
-        if len(steps) == 1 and last.restriction is None and last.id is not None:
-            return bindparam(PARENT_ID, last.id) if param else last.id
+        if len(steps) == 1 and last.id is not None:
+            key: Any = bindparam(PARENT_ID, last.id) if param else last.id
+            if last.restriction is None:
+                return key, None
+            alias = self.table(last.entity).alias()
+            passes = self.condition(last.restriction, last.entity, alias)
+            return key, exists(select(literal(1)).select_from(alias).where(alias.c.id == key, passes))
         alias = self.table(last.entity).alias()
-        return select(alias.c.id).where(self.scope(steps, alias, param))
+        return select(alias.c.id).where(self.scope(steps, alias, param)), None
 
     def scope(self, steps: Sequence[Step], table: FromClause, param: bool = False) -> ColumnElement[bool]:
         """The condition on ``table`` (the last step's entity) that the path imposes.
@@ -136,7 +147,10 @@ class Compiler:
             conds.append(self.condition(last.restriction, last.entity, table))
         if len(steps) > 1:
             assert last.via is not None
-            conds.append(self._via(last.via, self._parent_ids(steps[:-1], param), steps[-2].entity, table))
+            parent_ids, parent_visible = self._parent_ids(steps[:-1], param)
+            conds.append(self._via(last.via, parent_ids, steps[-2].entity, table))
+            if parent_visible is not None:
+                conds.append(parent_visible)
         return and_(true(), *conds)
 
     def _via(self, rel: Relation, parent_ids: Any, parent: EntityType, table: FromClause) -> ColumnElement[bool]:
