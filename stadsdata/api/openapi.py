@@ -473,6 +473,8 @@ def _error(description: str) -> Schema:
 
 _ERRORS = {
     "400": "BadRequest",
+    "401": "Unauthorized",
+    "403": "Forbidden",
     "404": "NotFound",
     "409": "Conflict",
     "413": "PayloadTooLarge",
@@ -485,7 +487,13 @@ def _error_responses() -> dict[str, Schema]:
         "BadRequest": _error(
             "A malformed path, query option or body (codes bad-request, invalid-query, invalid-entity)."
         ),
-        "NotFound": _error("No such entity set, entity or navigation property."),
+        "Unauthorized": _error(
+            "With access control on: no token where one is needed, or a token that is unknown, expired or revoked."
+        ),
+        "Forbidden": _error("With access control on: the caller may see the entity but not change it."),
+        "NotFound": _error(
+            "No such entity set, entity or navigation property (with access control on: or one the caller may not see)."
+        ),
         "Conflict": _error("The change would leave an entity without a link it needs."),
         "PayloadTooLarge": _error("The body is larger than the server's max_body_bytes."),
         "UnsupportedMediaType": _error("The Content-Type is not one this operation takes."),
@@ -494,7 +502,7 @@ def _error_responses() -> dict[str, Schema]:
 
 def _responses(success: dict[str, Schema], *errors: str) -> dict[str, Schema]:
     out = dict(success)
-    for status in errors:
+    for status in (*errors, "401", "403"):  # every operation: access control (docs/access.md)
         out[status] = _ref(_ERRORS[status], "responses")
     return out
 
@@ -829,7 +837,22 @@ def build_document(registry: Registry, title: str = "stadsdata SensorThings API"
         },
         "tags": [{"name": t.set_name} for t in registry] + [{"name": "Operations"}, {"name": "Service"}],
         "paths": _Builder(registry).build(),
-        "components": {"schemas": schemas, "parameters": _parameters(), "responses": _error_responses()},
+        "components": {
+            "schemas": schemas,
+            "parameters": _parameters(),
+            "responses": _error_responses(),
+            "securitySchemes": {
+                "token": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API token (sdt_…) or an OpenID "
+                    "Connect access token, with access control on (docs/access.md)",
+                },
+                "basic": {"type": "http", "scheme": "basic", "description": "The API token as the password"},
+            },  # fmt: skip
+        },
+        # Anonymous, or with a token: what each may do depends on the server's access control.
+        "security": [{}, {"token": []}, {"basic": []}],
     }
 
 

@@ -208,3 +208,17 @@ def test_server_conforms_to_document(app: Starlette, case: schemathesis.Case) ->
     case.call_and_validate(
         checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
     )
+
+
+def test_document_describes_access_control(document: dict[str, Any]) -> None:
+    """Tokens are optional (anonymous requests are allowed unless the server says otherwise); 401 and 403 are
+    documented on every operation (docs/access.md)."""
+    assert set(document["components"]["securitySchemes"]) == {"token", "basic"}
+    assert {} in document["security"] and {"token": []} in document["security"]
+    sets = {t.set_name for t in sensing_registry()}
+    for path, ops in document["paths"].items():
+        if path.lstrip("/").split("(")[0].split("/")[0] not in sets:
+            continue  # the service root and the documentation answer everyone
+        for method, op in ops.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                assert {"401", "403"} <= set(op["responses"]), (method, path)
