@@ -198,6 +198,7 @@ class Api:
     async def create_observations(self, request: Request) -> Response:
         """POST /CreateObservations: the dataArray bulk create."""
         caller = await self.caller(request)
+        self.may_write(caller)
         body, _ = await self.body(request)
         groups = parse_create(body)
         results = await self.service.create_observations(groups, caller)
@@ -249,6 +250,12 @@ class Api:
             doc["nextLink"] = f"{str(request.base_url).rstrip('/')}/audit?{urlencode(query)}"
         return json_response(doc)
 
+    @staticmethod
+    def may_write(caller: Caller) -> None:
+        """A request without a token changes nothing: 401 (with a token, what it may change is checked per entity)."""
+        if caller.restricted and caller.identity.subject is None:
+            raise Unauthorized("changing data needs a token: send it as Authorization: Bearer <token>")
+
     async def resource(self, request: Request) -> Response:
         path = parse_path(self.registry, request.path_params["path"])
         method = request.method
@@ -257,8 +264,7 @@ class Api:
         caller = await self.caller(request)
         if method == "GET" or method == "HEAD":
             return await self.get(request, path, caller)
-        if caller.restricted and not caller.identity.projects(Role.WRITER) and caller.identity.subject is None:
-            raise Unauthorized("changing data needs a token: send it as Authorization: Bearer <token>")
+        self.may_write(caller)
         if path.ref:
             if method == "DELETE":
                 await self.service.remove_ref(path, caller)

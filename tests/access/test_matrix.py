@@ -271,6 +271,8 @@ def test_changes(world_settings: Any, who: Who) -> None:
                 created = r.status_code == 201 and not r.json()[0].startswith("error")
                 if created != change:
                     problems.append(f"CreateObservations into Datastreams({ds}): {r.status_code} {r.text}")
+            elif r.status_code != 401:
+                problems.append(f"CreateObservations without a token: {r.status_code}, expected 401")
             batch = {"requests": [{"id": "1", "atomicityGroup": "g", "method": "post", "url": "Observations",
                                    "body": {"result": 2, "Datastream": {"@iot.id": ds}}}]}  # fmt: skip
             r = c.post("/v1.1/$batch", json=batch, headers=h)
