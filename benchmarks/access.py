@@ -35,10 +35,9 @@ import psycopg
 from benchmarks.queries import build, observations_in, pct
 from benchmarks.server import Server
 from stadsdata.access.identity import Role
-from stadsdata.access.tokens import create_token, set_grant
+from stadsdata.access.tokens import issue
 from stadsdata.model.entities import sensing_registry
 from stadsdata.store import is_postgres, open_store
-from stadsdata.store.base import Tx
 
 PROJECTS = ("groundwater", "traffic", "air", "parking", "footfall")
 THINGS = 100
@@ -86,12 +85,7 @@ def mark(db: str, seed: int = 7) -> list[int]:
 def reader_token(db: str) -> str:
     store = open_store(db, sensing_registry())
 
-    def unit(tx: Tx) -> str:
-        set_grant(tx, "bench-reader", PROJECTS[0], Role.READER, False)
-        return create_token(tx, "benchmark", "bench-reader", 0)[1]
-
-    token = str(store.write_sync(unit))
-    return token
+    return str(store.write_sync(lambda tx: issue(tx, "bench-reader", [(PROJECTS[0], Role.READER, False)], "benchmark")))
 
 
 def main() -> None:

@@ -8,19 +8,28 @@ whole or not at all.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from operator import itemgetter
 from typing import Any, Literal, cast
 
 import jsonpatch
-import orjson
 
 from stadsdata.access import OPEN, Caller, passing_ids
-from stadsdata.access.identity import VISIBILITIES, Role
-from stadsdata.errors import BadRequest, Conflict, Forbidden, MethodNotAllowed, NotFound, ValidationError
-from stadsdata.ingest.base import DecodeError, Decoder, Delivery, Message, Reading
+from stadsdata.access.writes import WriteCheck
+from stadsdata.errors import BadRequest, Conflict, MethodNotAllowed, NotFound, ValidationError
+from stadsdata.ingest.base import (
+    READING_NAMES,
+    READINGS_PATH,
+    DecodeError,
+    Decoder,
+    Delivery,
+    Message,
+    Reading,
+    decode_message,
+    encode_message,
+    reading_problem,
+)
 from stadsdata.model.dataarray import ObservationRows
 from stadsdata.model.entities import (
     DATASTREAM,
@@ -37,8 +46,8 @@ from stadsdata.model.entities import (
     Relation,
 )
 from stadsdata.model.rules import CHANGES, EXTEND_DATASTREAM, RECOMPUTE_DATASTREAM, Change, Rules
-from stadsdata.model.validate import EntityInput, Ref, check_json, parse_entity, parse_id_value
-from stadsdata.model.values import MAX_MICROS, MIN_MICROS, format_value, now_micros
+from stadsdata.model.validate import EntityInput, Ref, parse_entity, parse_id_value
+from stadsdata.model.values import format_value, now_micros
 from stadsdata.query.ast import QueryOptions
 from stadsdata.query.path import ResourcePath, Segment, parse_path
 from stadsdata.query.plan import OpenPolicy, Paging, Policy, ReadPlan, plan_read
@@ -169,9 +178,9 @@ class Service:
                 assert rel is not None and parent.entity is not None
                 back = (self.registry.inverse(rel), parent_id)
                 if not rel.many or not isinstance(self.registry.storage(rel), FkOnTarget):
-                    writer.changing(parent.entity, parent_id)  # the new entity is linked to it
+                    writer.check.changing(parent.entity, parent_id)  # the new entity is linked to it
             new_id = writer.create(inp, back)
-            writer.finish()
+            writer.check.finish()
             return Finish(lambda t: t.get(inp.entity, new_id))
 
         return unit
@@ -189,7 +198,7 @@ class Service:
         def unit(tx: Tx) -> Finish:
             id_ = self._resolve_single(tx, path, caller)
             writer = _Writer(self, tx, caller)
-            writer.changing(entity, id_)
+            writer.check.changing(entity, id_)
             if inp is None:
                 current = tx.get(entity, id_)
                 assert current is not None
@@ -198,7 +207,7 @@ class Service:
             else:
                 change = inp
             writer.update(entity, id_, change, put=mode != "patch")
-            writer.finish()
+            writer.check.finish()
             return Finish(lambda t: t.get(entity, id_))
 
         return await self.store.write(unit)  # type: ignore[no-any-return]
@@ -213,7 +222,7 @@ class Service:
         def unit(tx: Tx) -> None:
             id_ = self._resolve_single(tx, path, caller)
             writer = _Writer(self, tx, caller)
-            writer.changing(path.target, id_)
+            writer.check.changing(path.target, id_)
             writer.delete(path.target, id_)
 
         await self.store.write(unit)
@@ -232,13 +241,13 @@ class Service:
         def unit(tx: Tx) -> None:
             owner_id = self._resolve_single(tx, owner_path, caller)
             writer = _Writer(self, tx, caller)
-            if not writer.visible(seg.entity, target_id):
+            if not writer.check.visible(seg.entity, target_id):
                 raise ValidationError(f"there is no {seg.entity.name} with @iot.id {target_id}", field="@iot.id")
             owner = owner_path.target
-            writer.changing(owner, owner_id)
-            writer.changing(seg.entity, target_id)
+            writer.check.changing(owner, owner_id)
+            writer.check.changing(seg.entity, target_id)
             writer.link(owner, owner_id, rel, [target_id], replace=not rel.many)
-            writer.finish()
+            writer.check.finish()
 
         await self.store.write(unit)
 
@@ -267,8 +276,8 @@ class Service:
             owner_id = self._resolve_single(tx, owner_path, caller)
             target_id = self._resolve_single(tx, path, caller)
             writer = _Writer(self, tx, caller)
-            writer.changing(owner_path.target, owner_id)
-            writer.changing(seg.entity, target_id)
+            writer.check.changing(owner_path.target, owner_id)
+            writer.check.changing(seg.entity, target_id)
             if isinstance(storage, LinkTable):
                 tx.unlink(storage, owner_id, target_id)
             elif isinstance(storage, FkOnSource):
@@ -401,7 +410,7 @@ class Service:
         own, while the others are stored. ``retire``: the id of the dead letter this message
         replays, removed in the same transaction.
         """
-        checked: list[tuple[Reading, str | None]] = [(r, _reading_problem(r)) for r in message.readings]
+        checked: list[tuple[Reading, str | None]] = [(r, reading_problem(r)) for r in message.readings]
         by_datastream: dict[int, list[int]] = {}
         for i, (reading, problem) in enumerate(checked):
             if problem is None:
@@ -421,7 +430,7 @@ class Service:
                     rows.append(
                         (((r.phenomenon_time, None), r.result, r.result_time, r.parameters), r.feature_of_interest_id)
                     )
-                group = ObservationRows(ds, names=_READING_NAMES, rows=rows)
+                group = ObservationRows(ds, names=READING_NAMES, rows=rows)
                 for i, result in zip(indexes, self._create_group(tx, group, now, f"Datastream {ds}"), strict=True):
                     outcome[i] = result.removeprefix("error: ") if isinstance(result, str) else result
             rejected = [(i, o) for i, o in enumerate(outcome) if isinstance(o, str)]
@@ -480,88 +489,6 @@ class Service:
         return removed
 
 
-READINGS_PATH = "readings"
-"""The ``path`` of dead letters that hold readings (``encode_message``) rather than a connector's payload."""
-
-_READING_NAMES = ("phenomenonTime", "result", "resultTime", "parameters")
-
-
-def _reading_problem(r: Reading) -> str | None:
-    """Why the store cannot take ``r``, or None."""
-    for name, t in (("phenomenonTime", r.phenomenon_time), ("resultTime", r.result_time)):
-        if t is not None and (type(t) is not int or not MIN_MICROS <= t <= MAX_MICROS):
-            return f"{name} {t!r} is not a time in the years 1 to 9999"
-    if r.parameters is not None and not isinstance(r.parameters, dict):
-        return "parameters must be a JSON object"
-    for name, value in (("result", r.result), ("parameters", r.parameters)):
-        try:
-            check_json(value, name)
-        except ValidationError as exc:
-            return exc.message
-        stack = [value]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, dict):
-                if not all(isinstance(k, str) for k in item):
-                    return f"{name} has a member whose name is not a string"
-                stack.extend(item.values())
-            elif isinstance(item, list):
-                stack.extend(item)
-            elif isinstance(item, float) and not math.isfinite(item):
-                return f"{name} holds {item}, which JSON cannot represent"
-            elif item is not None and not isinstance(item, (str, int, float, bool)):
-                return f"{name} holds a {type(item).__name__}, not a JSON value"
-    return None
-
-
-def encode_message(message: Message) -> bytes:
-    """A message as JSON, the payload of a ``readings`` dead letter (``decode_message`` reads it back).
-
-    Whatever a reading holds is written: values that are no JSON value as their ``repr``, so
-    that an operator sees what arrived.
-    """
-    return orjson.dumps(
-        {
-            "source": message.source,
-            "key": message.key,
-            "path": message.path,
-            "readings": [
-                {
-                    "datastream": r.datastream_id,
-                    "phenomenonTime": r.phenomenon_time,
-                    "result": r.result,
-                    "resultTime": r.result_time,
-                    "parameters": r.parameters,
-                    "featureOfInterest": r.feature_of_interest_id,
-                }
-                for r in message.readings
-            ],
-        },
-        option=orjson.OPT_NON_STR_KEYS,
-        default=repr,
-    )
-
-
-def decode_message(payload: bytes) -> Message:
-    """The message of a ``readings`` dead letter; ``DecodeError`` when it is not one."""
-    try:
-        doc = orjson.loads(payload)
-        readings = tuple(
-            Reading(
-                datastream_id=r["datastream"],
-                phenomenon_time=r["phenomenonTime"],
-                result=r["result"],
-                result_time=r.get("resultTime"),
-                parameters=r.get("parameters"),
-                feature_of_interest_id=r.get("featureOfInterest"),
-            )
-            for r in doc["readings"]
-        )
-        return Message(doc["source"], doc.get("key"), readings, doc.get("path", "http"))
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DecodeError(f"not a readings message: {exc}") from None
-
-
 _second: Callable[[Any], Any] = itemgetter(1)
 
 
@@ -574,94 +501,11 @@ class _Writer:
         self.rules = service.rules
         self.tx = tx
         self.now = now_micros()
-        self.caller = caller
-        self.changed: dict[EntityType, set[int]] = {}
-        """With access control: the entities this unit created or changed, checked by ``finish``."""
-        self.created: set[tuple[EntityType, int]] = set()
-
-    # -- access control ------------------------------------------------------------------
-
-    def visible(self, entity: EntityType, id_: int) -> bool:
-        if not self.caller.restricted:
-            return self.tx.exists(entity, id_)
-        return bool(passing_ids(self.tx, entity, [id_], self.caller.read))
-
-    def changing(self, entity: EntityType, id_: int) -> None:
-        """About to change an entity the caller can see: Forbidden unless it may change it."""
-        write = self.caller.write
-        if write is None:
-            return
-        if not passing_ids(self.tx, entity, [id_], write):
-            raise Forbidden(
-                f"{self.caller.identity.describe()} may not change {entity.name} {id_}: that needs the writer role "
-                "in its project (and, for personal data, the personal right)"
-            )
-        self.changed.setdefault(entity, set()).add(id_)
-
-    def _created(self, entity: EntityType, id_: int) -> None:
-        if self.caller.restricted:
-            self.changed.setdefault(entity, set()).add(id_)
-            self.created.add((entity, id_))
-
-    def finish(self) -> None:
-        """After the unit's writes: everything it created or changed is still within what the caller may change."""
-        write = self.caller.write
-        if write is None:
-            return
-        who = self.caller.identity.describe()
-        for entity, ids in self.changed.items():
-            left = {i for i in ids if self.tx.exists(entity, i)}  # not deleted meanwhile
-            refused = sorted(left - passing_ids(self.tx, entity, left, write))
-            if not refused:
-                continue
-            if (entity, refused[0]) in self.created:
-                raise Forbidden(
-                    f"{who} may not create this {entity.name}: it would belong to a project (properties.project of "
-                    "its Thing) in which that needs the writer role, or to personal data it may not see"
-                )
-            raise Forbidden(
-                f"{who} may not change {entity.name} {refused[0]} like this: it would then belong to a project in "
-                "which that needs the writer role, or to personal data it may not see"
-            )
-
-    def _check_access_members(self, entity: EntityType, id_: int | None, props: dict[str, Any]) -> None:
-        """``visibility``, ``owner`` and ``project`` in ``properties``: valid, and changed only by an admin."""
-        if entity not in (THING, DATASTREAM, MULTI_DATASTREAM) or "properties" not in props:
-            return
-        new = props["properties"] if isinstance(props["properties"], dict) else {}
-        visibility = new.get("visibility")
-        if visibility is not None and visibility not in VISIBILITIES:
-            raise ValidationError(
-                f"properties.visibility {visibility!r} is none of {', '.join(VISIBILITIES)}", field="properties"
-            )
-        for member in ("owner", "project"):
-            if member in new and not isinstance(new[member], str | None):
-                raise ValidationError(f"properties.{member} must be a string", field="properties")
-        if id_ is None or not self.caller.restricted or self.caller.rules is None:
-            return
-        current = self.tx.get(entity, id_)
-        assert current is not None
-        old = current.values.get("properties") or {}
-        members = ("visibility", "owner", "project") if entity is THING else ("visibility", "owner")
-        if all(old.get(m) == new.get(m) for m in members):
-            return
-        default = self.caller.rules.default_project
-        if entity is THING:
-            projects = {old.get("project") or default, new.get("project") or default}
-        else:
-            thing_id = current.links.get("Thing")
-            thing = self.tx.get(THING, thing_id) if thing_id is not None else None
-            projects = {((thing.values.get("properties") or {}) if thing else {}).get("project") or default}
-        me = self.caller.identity
-        if not all(me.role(p) == Role.ADMIN for p in projects):
-            raise Forbidden(
-                f"{me.describe()} may not change the visibility, owner or project of {entity.name} {id_}: that needs "
-                f"the admin role in project {' and '.join(sorted(projects))}"
-            )
+        self.check = WriteCheck(tx, caller)
 
     def resolve(self, item: Ref | EntityInput) -> int:
         if isinstance(item, Ref):
-            if not self.visible(item.entity, item.id):
+            if not self.check.visible(item.entity, item.id):
                 raise ValidationError(
                     f"{item.field}: there is no {item.entity.name} with @iot.id {item.id}", field=item.field
                 )
@@ -693,9 +537,9 @@ class _Writer:
                     f'e.g. "{rel.name}": {{"@iot.id": 1}}',
                     field=field,
                 )
-        self._check_access_members(entity, None, props)
+        self.check.access_members(entity, None, props)
         new_id = tx.insert(entity, props, fks)
-        self._created(entity, new_id)
+        self.check.created(entity, new_id)
         self.service._record(tx, Change(entity, (new_id,), "created"))
         if entity is OBSERVATION:
             self.rules.observation_written(tx, props, fks)
@@ -712,7 +556,7 @@ class _Writer:
                 for item in items:
                     if isinstance(item, Ref):
                         self.resolve(item)
-                        self.changing(item.entity, item.id)
+                        self.check.changing(item.entity, item.id)
                         tx.update(item.entity, item.id, {}, {storage.column: new_id})
                     else:
                         self.create(item, (inverse, new_id))
@@ -759,7 +603,7 @@ class _Writer:
             storage = self.registry.storage(rel)
             if isinstance(storage, FkOnSource) and rel.name in inp.links:
                 fks[storage.column] = self.resolve(inp.links[rel.name][0])
-        self._check_access_members(entity, id_, props)
+        self.check.access_members(entity, id_, props)
         old_parent = None
         if entity is OBSERVATION:
             current = tx.get(entity, id_)
@@ -790,7 +634,7 @@ class _Writer:
                 for item in items:
                     if isinstance(item, Ref):
                         self.resolve(item)
-                        self.changing(item.entity, item.id)
+                        self.check.changing(item.entity, item.id)
                         tx.update(item.entity, item.id, {}, {storage.column: id_})
                     else:
                         self.create(item, (inverse, id_))

@@ -54,7 +54,6 @@ class Caller:
     read: Policy
     write: AccessPolicy | None = None
     """None: may change everything (access control off, or the server itself)."""
-    rules: AccessRules | None = None
 
     @property
     def restricted(self) -> bool:
@@ -111,8 +110,7 @@ class Access:
             return OPEN
         found = self._callers.get(identity)
         if found is None:
-            found = Caller(identity, AccessPolicy(identity, self.rules), AccessPolicy(identity, self.rules, write=True),
-                           self.rules)  # fmt: skip
+            found = Caller(identity, AccessPolicy(identity, self.rules), AccessPolicy(identity, self.rules, write=True))
             self._callers[identity] = found
             if len(self._callers) > 1024:
                 self._callers.popitem(last=False)

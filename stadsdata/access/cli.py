@@ -194,6 +194,5 @@ def _act(args: argparse.Namespace, tx: Any) -> int:
         moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
         since = int(moment.timestamp() * 1_000_000)
     for e in entries(tx, since=since, subject=args.subject, limit=args.limit):
-        print(f"{_when(e.time)}\t{e.subject or 'anonymous'}\t{e.action}\t{e.status}\t{e.target}"
-              f"{'' if not e.owners else chr(9) + 'owners: ' + e.owners}")  # fmt: skip
+        print(f"{_when(e.time)}\t{e.subject or 'anonymous'}\t{e.action}\t{e.status}\t{e.target}")
     return 0

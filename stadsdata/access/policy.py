@@ -57,28 +57,26 @@ class AccessRules:
     """Disclosure control: an aggregate over personal data is shown to others only with this many owners."""
 
 
-def _or(*parts: Cond) -> Cond:
-    if any(p is True for p in parts):
-        return True
-    exprs = [p for p in parts if p is not False]
+def _fold(op: str, parts: tuple[Cond, ...]) -> Cond:
+    """``parts`` joined by ``op`` ("and" or "or"), with True and False folded away."""
+    absorbing = op == "or"  # True absorbs an "or", False an "and"; the other constant drops out
+    if any(p is absorbing for p in parts):
+        return absorbing
+    exprs = [p for p in parts if not isinstance(p, bool)]
     if not exprs:
-        return False
+        return not absorbing
     out = exprs[0]
     for p in exprs[1:]:
-        out = BinaryOp("or", out, p)  # type: ignore[arg-type]
+        out = BinaryOp(op, out, p)
     return out
+
+
+def _or(*parts: Cond) -> Cond:
+    return _fold("or", parts)
 
 
 def _and(*parts: Cond) -> Cond:
-    if any(p is False for p in parts):
-        return False
-    exprs = [p for p in parts if p is not True]
-    if not exprs:
-        return True
-    out = exprs[0]
-    for p in exprs[1:]:
-        out = BinaryOp("and", out, p)  # type: ignore[arg-type]
-    return out
+    return _fold("and", parts)
 
 
 def _not(part: Cond) -> Cond:

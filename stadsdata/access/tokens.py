@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,3 +151,10 @@ def client_headers(token: str | None = None) -> dict[str, str]:
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return headers
+
+
+def issue(tx: Tx, subject: str, grants: Iterable[tuple[str, Role, bool]] = (), name: str = "") -> str:
+    """Give ``subject`` these (project, role, personal) grants and a new token; the token's secret."""
+    for project, role, personal in grants:
+        set_grant(tx, subject, project, role, personal)
+    return create_token(tx, name, subject, 0)[1]

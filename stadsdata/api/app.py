@@ -450,7 +450,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     service.on_ingest = count_ingest
     app.router.routes.extend(ops.routes(metrics, store, lambda: stopping, None if mqtt is None else mqtt.problem))
-    app.add_middleware(AuditLog, access=access)
+    if access.enabled:
+        app.add_middleware(AuditLog, access=access)
     app.add_middleware(ops.RequestLog, metrics=metrics, known=ops.known_segments(registry, OPS_SEGMENTS))
     app.state.service = service
     app.state.store = store

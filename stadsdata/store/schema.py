@@ -234,7 +234,6 @@ def _access_tables(meta: MetaData) -> None:
         Column("action", String, nullable=False),
         Column("target", String, nullable=False),
         Column("status", Integer, nullable=False),
-        Column("owners", String),
         Index("ix_audit_time", "time"),
         Index("ix_audit_subject", "subject"),
         sqlite_autoincrement=True,

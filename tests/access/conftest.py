@@ -16,7 +16,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from stadsdata.access.identity import ALL_PROJECTS, Role
-from stadsdata.access.tokens import create_token, set_grant
+from stadsdata.access.tokens import issue
 from stadsdata.api.app import create_app
 from stadsdata.model.entities import sensing_registry
 from stadsdata.settings import Settings
@@ -194,15 +194,10 @@ def build_world(settings: Settings) -> Iterator[World]:
     with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as client:
         store = app.state.store
 
-        def issue(who: Who) -> str:
-            def unit(tx: Any) -> str:
-                for project, role, personal in who.grants:
-                    set_grant(tx, who.name, project, role, personal)
-                return create_token(tx, "test", who.name, 0)[1]
+        def token(who: Who) -> str:
+            return str(client.portal.call(store.write, lambda tx: issue(tx, who.name, who.grants)))  # type: ignore[union-attr]
 
-            return str(client.portal.call(store.write, unit))  # type: ignore[union-attr]
-
-        tokens = {who.name: issue(who) for who in CALLERS if who.token}
+        tokens = {who.name: token(who) for who in CALLERS if who.token}
         admin = {"Authorization": f"Bearer {tokens['admin-everywhere']}"}
         sites = []
         for project in PROJECTS:

@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from stadsdata.access.identity import ALL_PROJECTS, Role
-from stadsdata.access.tokens import create_token, set_grant
+from stadsdata.access.tokens import issue
 from stadsdata.api.app import create_app
 from stadsdata.settings import Settings
 
@@ -26,12 +26,7 @@ def city(world_settings: Callable[[str], Settings]) -> Iterator[tuple[TestClient
         store = client.app.state.store  # type: ignore[attr-defined]
 
         def token(subject: str, grants: tuple[tuple[str, Role, bool], ...] = ()) -> str:
-            def unit(tx: Any) -> str:
-                for project, role, personal in grants:
-                    set_grant(tx, subject, project, role, personal)
-                return create_token(tx, "t", subject, 0)[1]
-
-            return str(client.portal.call(store.write, unit))  # type: ignore[union-attr]
+            return str(client.portal.call(store.write, lambda tx: issue(tx, subject, grants)))  # type: ignore[union-attr]
 
         tokens = {
             "admin": token("admin", ((ALL_PROJECTS, Role.ADMIN, True),)),

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 import pytest
 from starlette.testclient import TestClient
 
-from stadsdata.ingest.base import DecodeError, Delivery, Message, Reading
+from stadsdata.ingest.base import READINGS_PATH, DecodeError, Delivery, Message, Reading, decode_message, encode_message
 from stadsdata.model.values import to_micros
-from stadsdata.service import READINGS_PATH, Service, decode_message, encode_message
+from stadsdata.service import Service
 from tests import fixtures
 
 V = "/v1.1"

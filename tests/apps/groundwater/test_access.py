@@ -13,7 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from stadsdata.access.identity import Role
-from stadsdata.access.tokens import create_token, set_grant
+from stadsdata.access.tokens import issue
 from stadsdata.api.app import create_app
 from stadsdata.apps.groundwater.platform import Platform
 from stadsdata.apps.groundwater.registry import parse, store
@@ -49,12 +49,7 @@ def city(settings: Settings) -> Iterator[tuple[TestClient, dict[str, str], list[
         store_ = client.app.state.store  # type: ignore[attr-defined]
 
         def token(subject: str, grants: tuple[tuple[str, Role, bool], ...] = ()) -> str:
-            def unit(tx: Any) -> str:
-                for project, role, personal in grants:
-                    set_grant(tx, subject, project, role, personal)
-                return create_token(tx, "t", subject, 0)[1]
-
-            return str(client.portal.call(store_.write, unit))  # type: ignore[union-attr]
+            return str(client.portal.call(store_.write, lambda tx: issue(tx, subject, grants)))  # type: ignore[union-attr]
 
         tokens = {"service": token("gw-service", (("groundwater", Role.WRITER, True),)),
                   "staff": token("gw-staff", (("groundwater", Role.READER, False),))}  # fmt: skip

@@ -75,7 +75,6 @@ def upgrade() -> None:
         sa.Column("action", _TEXT, nullable=False),
         sa.Column("target", _TEXT, nullable=False),
         sa.Column("status", sa.Integer(), nullable=False),
-        sa.Column("owners", _TEXT, nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit")),
         sqlite_autoincrement=True,
     )
