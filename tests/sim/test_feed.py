@@ -2,55 +2,22 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import tomllib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from stadsdata.api.app import create_app
 from stadsdata.ingest.mapping import parse
-from stadsdata.settings import Settings
 from stadsdata.sim import Simulator, city
 from stadsdata.sim.base import DAY
 from stadsdata.sim.feed import Client, Live, Seeded, backfill, mapping_toml, seed, uplink
 from stadsdata.sim.wells import Wells
-from stadsdata.web.browser import free_port
+from tests.serving import SECRET, server
 
 ANCHOR = int(datetime(2026, 11, 23, 12, tzinfo=UTC).timestamp())
-SECRET = "a-test-secret-of-some-length"
-
-
-@contextmanager
-def server(tmp_path: Path, mapping: str | None) -> Iterator[str]:
-    port = free_port()
-    settings = Settings(
-        db=str(tmp_path / "demo.db"),
-        port=port,
-        mqtt_port=0,
-        log_level="WARNING",
-        webhook_secret=SECRET,
-        ingest_mapping=mapping,
-    )
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(30)
 
 
 @pytest.fixture
@@ -65,7 +32,7 @@ def small_city() -> list[Simulator]:
 
 
 def test_seed_is_idempotent_and_backfill_resumes(tmp_path: Path, small_city: list[Simulator]) -> None:
-    with server(tmp_path, None) as url:
+    with server(tmp_path / "demo.db", None) as url:
         client = Client(url)
         first = seed(client, small_city)
         again = seed(client, small_city)
@@ -87,13 +54,13 @@ def test_seed_is_idempotent_and_backfill_resumes(tmp_path: Path, small_city: lis
 
 def test_backfilled_and_webhook_readings_agree(tmp_path: Path, small_city: list[Simulator]) -> None:
     """A well's history (bulk path) and its live uplinks (webhook + ingest mapping) store the same values."""
-    with server(tmp_path, None) as url:
+    with server(tmp_path / "demo.db", None) as url:
         client = Client(url)
         seeded = seed(client, small_city)
         client.close()
     mapping = tmp_path / "mapping.toml"
     mapping.write_text(mapping_toml(seeded))
-    with server(tmp_path, str(mapping)) as url:
+    with server(tmp_path / "demo.db", str(mapping)) as url:
         client = Client(url)
         well = seeded[0]
         t = next(well.station.slots(ANCHOR, ANCHOR + 3600))

@@ -15,8 +15,8 @@ import pandas as pd  # noqa: E402
 from stadsdata.apps.groundwater import hydrology, registry  # noqa: E402
 from stadsdata.apps.groundwater.platform import Platform, http_transport  # noqa: E402
 from stadsdata.cli import main  # noqa: E402
-from tests.apps.groundwater.serving import server  # noqa: E402
 from tests.apps.groundwater.test_hydrology import knmi  # noqa: E402
+from tests.serving import server  # noqa: E402
 
 HOME = """
 [[home]]

@@ -11,7 +11,7 @@ from stadsdata.sim import city
 from stadsdata.sim.base import DAY
 from stadsdata.sim.feed import Client, backfill, mapping_toml, seed
 from stadsdata.sim.wells import Wells
-from tests.apps.groundwater.serving import server
+from tests.serving import server
 
 ANCHOR = int(datetime(2026, 11, 23, 12, tzinfo=UTC).timestamp())
 

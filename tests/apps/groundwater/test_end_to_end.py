@@ -24,7 +24,7 @@ from stadsdata.apps.groundwater.platform import Platform, http_transport
 from stadsdata.cli import main
 from stadsdata.plugins import plugin_manager
 from stadsdata.web.browser import free_port
-from tests.apps.groundwater.serving import SECRET, server
+from tests.serving import SECRET, server
 
 aiosmtpd = pytest.importorskip("aiosmtpd")
 from aiosmtpd.controller import Controller  # noqa: E402

@@ -1,4 +1,4 @@
-"""A real stadsdata server (uvicorn in a thread, on a free port) for the app's tests."""
+"""A real stadsdata server (uvicorn in a thread, on a free port) for tests that talk to it over HTTP."""
 
 from __future__ import annotations
 
