@@ -29,6 +29,7 @@ Sensor, ObservedProperty or FeatureOfInterest only when everything that refers t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from stadsdata.access.identity import ALL_PROJECTS, Identity, Role
 from stadsdata.model.entities import EntityType, Relation
@@ -105,13 +106,11 @@ class AccessPolicy:
     write: bool = False
     _cache: dict[str, Cond] = field(default_factory=dict, repr=False)
 
-    @property
+    @cached_property
     def unrestricted(self) -> bool:
+        """Everything passes (the server itself, or personal rights in every project): no restriction at all."""
         me = self.identity
-        if me.system:
-            return True
-        everything = ALL_PROJECTS in me.projects(Role.WRITER if self.write else Role.READER, personal=True)
-        return everything
+        return me.system or ALL_PROJECTS in me.projects(Role.WRITER if self.write else Role.READER, personal=True)
 
     def disclosure(self, entity: EntityType) -> Disclosure | None:
         """Observations of other people's personal Datastreams (and MultiDatastreams), for aggregates: each group
