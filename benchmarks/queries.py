@@ -356,8 +356,19 @@ def bulk_rates(server: Server, db: str, rng: random.Random) -> tuple[float, floa
         raw.execute("COMMIT")
     raw_rate = total / (time.perf_counter() - t)
     raw.execute("DELETE FROM observations WHERE phenomenon_time_start >= ?", (base,))
+    raw.execute(RECOUNT)
+    raw.execute(FORGET_HOURS.format("?"), (base - base % 3_600_000_000,))
     raw.close()
     return api, raw_rate
+
+
+RECOUNT = (
+    "UPDATE observation_counts SET count = (SELECT count(*) FROM observations WHERE datastream_id = 1)"
+    " WHERE datastream_id = 1"
+)
+FORGET_HOURS = "DELETE FROM observation_hours WHERE datastream_id = 1 AND hour >= {}"
+"""The rows of both bulk writes are removed behind the server's back: Datastream 1's Observation count and the
+summaries of their hours too."""
 
 
 def _raw_copy(db: str, rows: list[tuple[int, float]], per_request: int, base: int) -> float:
@@ -377,6 +388,8 @@ def _raw_copy(db: str, rows: list[tuple[int, float]], per_request: int, base: in
                     copy.write_row((start_us, 2, result, 0, 1, 1))
         rate = len(rows) / (time.perf_counter() - t)
         pg.execute("DELETE FROM observations WHERE phenomenon_time_start >= %s", (base,))
+        pg.execute(RECOUNT)
+        pg.execute(FORGET_HOURS.format("%s"), (base - base % 3_600_000_000,))
     return rate
 
 

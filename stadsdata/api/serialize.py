@@ -12,10 +12,11 @@ from zoneinfo import ZoneInfo
 
 from stadsdata.api import dataarray
 from stadsdata.model.entities import EntityType, Kind, Registry
-from stadsdata.model.values import format_instant, format_interval
+from stadsdata.model.values import _clock, format_instant, format_interval
 from stadsdata.query.ast import Bucket, QueryOptions
 from stadsdata.query.plan import ReadPlan
 from stadsdata.query.render import render_options
+from stadsdata.store import timebucket
 from stadsdata.store.base import Collection, Entity
 
 
@@ -31,17 +32,54 @@ def _formatter(kind: Kind) -> Callable[[Any], Any] | None:
 
 @lru_cache(maxsize=64)
 def _bucket_formatter(zone: str) -> Callable[[int], str]:
-    """Bucket starts in ``zone`` with its offset (``2026-03-29T00:00:00+01:00``); in UTC with a ``Z``."""
+    """Bucket starts in ``zone`` with its offset (``2026-03-29T00:00:00+01:00``); in UTC with a ``Z``.
+
+    A year of hourly buckets is 8,760 of them per response: the date and offset are looked up once per local day
+    (``_day_span``), the time of day is the cached clock text of ``format_instant``.
+    """
     if zone == "UTC":
         return format_instant
     tz = ZoneInfo(zone)
+    span = (0, 0, "", "")  # [start, end) of a local day that begins at midnight: its date and offset as text
 
-    def fmt(us: int) -> str:
+    def slow(us: int) -> str:
         seconds, micros = divmod(us, 1_000_000)
         local = dt.datetime.fromtimestamp(seconds, tz)  # half the time of epoch + timedelta, astimezone
         return local.replace(microsecond=micros).isoformat() if micros else local.isoformat()
 
+    def fmt(us: int) -> str:
+        nonlocal span
+        start, end, date, suffix = span
+        if not start <= us < end:
+            try:
+                found = _day_span(tz, zone, us)
+            except (OverflowError, ValueError):
+                found = None
+            if found is None:
+                return slow(us)
+            span = found
+            start, end, date, suffix = found
+        seconds, micros = divmod(us - start, 1_000_000)
+        if micros:
+            return f"{date}{_clock(seconds)}.{micros:06d}{suffix}"
+        return date + _clock(seconds) + suffix
+
     return fmt
+
+
+def _day_span(tz: ZoneInfo, zone: str, us: int) -> tuple[int, int, str, str] | None:
+    """The local day of ``us`` in ``tz``: [start, end) in µs, its date (``2026-03-29T``) and UTC offset
+    (``+01:00``) as ``isoformat`` writes them; None on a day whose offset changes or that does not begin at 00:00."""
+    start, end = timebucket.local_day(us, zone)
+    if not start <= us < end:
+        return None
+    first = dt.datetime.fromtimestamp(start // 1_000_000, tz)
+    last = dt.datetime.fromtimestamp((end - 1) // 1_000_000, tz)
+    midnight = (first.hour, first.minute, first.second) == (0, 0, 0)
+    if start % 1_000_000 or first.utcoffset() != last.utcoffset() or not midnight:
+        return None
+    text = first.isoformat()
+    return start, end, text[:11], text[19:]
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,10 @@ from typing import Any, Protocol
 import shapely.errors
 import shapely.wkt
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Exists,
+    Float,
     FromClause,
     Integer,
     MetaData,
@@ -28,6 +30,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
     distinct,
     exists,
     false,
@@ -38,6 +41,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy import String as StringType
 
@@ -48,8 +52,11 @@ from stadsdata.query.ast import BinaryOp, Bucket, Call, Expr, Hidden, Literal, O
 from stadsdata.query.check import resolve_path
 from stadsdata.query.plan import Disclosure, Policy, ReadPlan, Step
 from stadsdata.store import codec
+from stadsdata.store.counts import PARENT_COLUMNS
 from stadsdata.store.functions import Value, any_number, compile_call
+from stadsdata.store.hours import HOUR
 from stadsdata.store.schema import columns_for
+from stadsdata.store.timebucket import aligned_span
 
 PARENT_ID = "parent_id"
 
@@ -59,6 +66,8 @@ class SqlDialect(Protocol):
 
     bbox_prefilter: bool
     """Whether geometry predicates should first compare the bounding-box columns."""
+    lateral: bool
+    """Whether the database has LATERAL subqueries."""
 
     def json_member(self, column: ColumnElement[Any], keys: Sequence[str]) -> ColumnElement[Any]: ...
 
@@ -243,6 +252,46 @@ class Compiler:
             select(table.c.id if rows else func.count()).select_from(table).where(self.where(plan, table, steps, param))
         )
 
+    def countable(self, plan: ReadPlan, steps: Sequence[Step]) -> bool:
+        """Whether ``counted`` answers the plan's count: a set of Observations that only its path restricts,
+        all of them or those of the (Multi)Datastreams a path reaches.
+
+        Under access control the set of all Observations carries the policy's restriction, which says through
+        which Datastreams and MultiDatastreams an Observation is visible. A count row has the parent columns of
+        the Observations it counts, so the same condition on it selects exactly the visible ones; a restriction
+        that names anything else is not answered from the counts.
+        """
+        if "observation_counts" not in self.metadata.tables or plan.entity.table != "observations":
+            return False
+        if plan.filter is not None or plan.apply is not None or plan.single or not steps:
+            return False
+        last = steps[-1]
+        if last.id is not None:
+            return False
+        if len(steps) == 1:
+            return last.restriction is None or _on_parents(last.restriction)
+        storage = self.registry.storage(last.via) if last.via is not None else None
+        return last.restriction is None and isinstance(storage, FkOnTarget) and storage.column in PARENT_COLUMNS
+
+    def counted(self, plan: ReadPlan, steps: Sequence[Step], param: bool = False) -> Select[Any]:
+        """The exact count of the plan's rows as the sum of the Observation counts per parent
+        (``store/counts.py``); only for a plan that is ``countable``."""
+        assert self.countable(plan, steps)
+        counts = self.metadata.tables["observation_counts"]
+        total = select(cast(func.coalesce(func.sum(counts.c["count"]), 0), BigInteger))
+        last = steps[-1]
+        if len(steps) == 1:
+            if last.restriction is None:
+                return total
+            return total.where(self.condition(last.restriction, plan.entity, counts))
+        assert last.via is not None
+        storage = self.registry.storage(last.via)
+        assert isinstance(storage, FkOnTarget)
+        parent_ids, parent_visible = self._parent_ids(steps[:-1], param)
+        column = counts.c[storage.column]
+        where = column.in_(parent_ids) if isinstance(parent_ids, Select) else column == parent_ids
+        return total.where(where) if parent_visible is None else total.where(where, parent_visible)
+
     def sort_keys(
         self, orderby: Sequence[OrderBy], entity: EntityType, table: FromClause
     ) -> list[tuple[ColumnElement[Any], bool]]:
@@ -282,6 +331,144 @@ class Compiler:
 
     # -- $apply ----------------------------------------------------------------------
 
+    def groups(self, plan: ReadPlan, steps: Sequence[Step], param: bool = False) -> Subquery:
+        """The groups of a ``$apply`` plan: from the hourly summaries where they give the same answer, else from
+        the Observations."""
+        span = self.hourly_span(plan, steps)
+        if span is not None:
+            return self.hourly(plan, steps, span, param)
+        return self.grouped(plan, steps, param)
+
+    def hourly_span(self, plan: ReadPlan, steps: Sequence[Step]) -> tuple[int, int] | None:
+        """[start, end) of the phenomenonTime (start) of the rows of a ``$apply`` that the hourly summaries
+        (``store/hours.py``) can answer; None when they cannot.
+
+        That is: one Datastream's Observations (``Datastreams(7)/Observations``), filtered by nothing but a range of
+        phenomenonTime with both ends, grouped by at most one bucket of phenomenonTime whose bounds are whole UTC
+        hours over the range (a multiple of an hour, or a calendar unit, in a zone whose midnights fall on whole
+        hours: ``timebucket.aligned_span``), aggregating ``result`` and ``$count``.
+        """
+        apply = plan.apply
+        if apply is None or "observation_hours" not in self.metadata.tables or plan.entity.table != "observations":
+            return None
+        if plan.disclosure is not None or len(steps) != 2 or plan.filter is None:
+            return None
+        parent, last = steps
+        storage = self.registry.storage(last.via) if last.via is not None else None
+        if parent.id is None or last.id is not None or last.restriction is not None:
+            return None
+        if not isinstance(storage, FkOnTarget) or storage.column != "datastream_id":
+            return None
+        if len(apply.groupby) > 1 or any(a.method != "count" and a.path != Path(("result",)) for a in apply.aggregates):
+            return None
+        span = _time_range(plan.filter)
+        if span is None:
+            return None
+        if apply.groupby:
+            key = apply.groupby[0].value
+            if not isinstance(key, Bucket) or key.path.segments != ("phenomenonTime",):
+                return None
+            if not key.unit and key.step % HOUR:
+                return None
+            hours = aligned_span(key.zone, HOUR)
+            if hours is None or span[0] < hours[0] or span[1] > hours[1]:
+                return None
+        return span
+
+    def hourly(self, plan: ReadPlan, steps: Sequence[Step], span: tuple[int, int], param: bool) -> Subquery:
+        """``grouped`` from the hourly summaries of the whole hours of ``span`` that hold instants only, and from
+        the Observations of the rest (the partial hours at either end, hours with an Observation over an
+        interval) that pass the plan's filter. Same columns, same groups."""
+        apply = plan.apply
+        assert apply is not None
+        obs = self.table(plan.entity)
+        summaries = self.metadata.tables["observation_hours"]
+        ds, visible = self._parent_ids(steps[:-1], param)
+        first = -(-span[0] // HOUR) * HOUR  # the whole hours: [first, last)
+        last = span[1] // HOUR * HOUR
+        visibility = [] if visible is None else [visible]
+        # The summaries of the range, read once (on the primary key, Datastream then hour) for both uses below.
+        h = (
+            select(summaries)
+            .where(summaries.c.datastream_id == ds, summaries.c.hour >= first, summaries.c.hour < last, *visibility)
+            .cte("h")
+        )
+        whole = select(
+            h.c.hour.label("t"),
+            h.c["count"].label("c"),
+            h.c.numbers.label("nn"),
+            h.c.sum.label("s"),
+            h.c.min.label("lo"),
+            h.c.max.label("hi"),
+        ).where(h.c.intervals == 0)
+        start = obs.c.phenomenon_time_start
+        # The filter, a range of phenomenonTime (``_time_range``), is ``start >= span[0] and end < span[1]`` (the end
+        # of an instant is its start). Written so, each part below has one lower and one upper bound on the start:
+        # SQLite bounds an index range by one condition each way, which need not be the tightest.
+        end = func.coalesce(obs.c.phenomenon_time_end, start)
+        where = and_(self.scope(steps, obs, param), end < span[1])
+        result = plan.entity.property("result")
+        assert result is not None
+        cols = tuple(obs.c[name] for name, _ in columns_for(result))
+        n = any_number(Value("any", cols[1], cols=cols))
+
+        def rows(*conditions: ColumnElement[bool], source: FromClause = obs) -> Select[Any]:
+            return (
+                select(
+                    start.label("t"),
+                    literal(1, BigInteger).label("c"),
+                    case((n.is_(None), 0), else_=1).label("nn"),
+                    n.label("s"),
+                    n.label("lo"),
+                    n.label("hi"),
+                )
+                .select_from(source)
+                .where(where, *conditions)
+            )
+
+        # Whole hours with an Observation over an interval: their rows one by one (a filter on the end of an
+        # interval need not hold for all of them), found from those hours (there are few), not from the rows.
+        within = (start >= h.c.hour, start < h.c.hour + HOUR)
+        if self.dialect.lateral:  # a nested loop by construction: PostgreSQL misjudges the size of the join
+            each = rows(*within).lateral("x")
+            mixed = select(*each.c).select_from(h.join(each, true())).where(h.c.intervals > 0)
+        else:
+            mixed = rows(h.c.intervals > 0, *within, source=obs.join(h, true()))
+        parts = [whole, rows(start >= span[0], start < first), rows(start >= last, start < span[1]), mixed]
+        if first >= last:
+            parts = [rows(start >= span[0], start < span[1])]
+        united = union_all(*parts).subquery("u")
+        keys = []
+        outputs: list[ColumnElement[Any]] = []
+        if apply.groupby:
+            key = apply.groupby[0]
+            assert isinstance(key.value, Bucket)
+            inner = select(
+                self.time_bucket(united.c.t, key.value).label("k0"),
+                *(united.c[c] for c in ("c", "nn", "s", "lo", "hi")),
+            ).subquery("r")
+            keys = [inner.c.k0]
+            outputs.append(inner.c.k0.label(key.alias))
+        else:
+            inner = united
+        for agg in apply.aggregates:
+            value: ColumnElement[Any]
+            if agg.method == "count":
+                value = cast(func.coalesce(func.sum(inner.c.c), 0), BigInteger)  # 0, not null, without rows
+            elif agg.method == "average":
+                # The / operator itself: SQLAlchemy's division would make the divisor NUMERIC.
+                divisor = func.nullif(cast(func.sum(inner.c.nn), Float), 0.0).self_group()
+                value = func.sum(inner.c.s).op("/")(divisor)
+            elif agg.method == "sum":
+                value = func.sum(inner.c.s)
+            else:
+                value = func.min(inner.c.lo) if agg.method == "min" else func.max(inner.c.hi)
+            outputs.append(value.label(agg.alias))
+        stmt = select(*outputs).select_from(inner)
+        if keys:
+            stmt = stmt.group_by(*keys)
+        return stmt.subquery("g")
+
     def grouped(self, plan: ReadPlan, steps: Sequence[Step], param: bool = False) -> Subquery:
         """The groups of a ``$apply`` plan: one row per group, columns named by the result names.
 
@@ -299,7 +486,7 @@ class Compiler:
         for i, key in enumerate(apply.groupby):
             if isinstance(key.value, Bucket):
                 start = self.value(key.value.path, plan.entity, table, "$apply").sql
-                columns.append(self.dialect.time_bucket(start, key.value).label(f"k{i}"))
+                columns.append(self.time_bucket(start, key.value).label(f"k{i}"))
             else:
                 rel = plan.entity.relation(key.value.segments[0])
                 assert rel is not None
@@ -328,6 +515,20 @@ class Compiler:
             hidden, owners = func.count(distinct(rows.c.o)), func.count(distinct(rows.c.p))
             grouped = grouped.having(or_(hidden == 0, owners >= disclosure.min_owners))
         return grouped.subquery("g")
+
+    def time_bucket(self, micros: ColumnElement[Any], bucket: Bucket) -> ColumnElement[Any]:
+        """The start of the bucket of ``micros``: where fixed buckets are whole multiples of their length since
+        1970 UTC (``timebucket.aligned_span``: hourly buckets in Europe/Amsterdam) integer arithmetic, else the
+        dialect's computation in the time zone, which costs far more per row."""
+        general = self.dialect.time_bucket(micros, bucket)
+        span = aligned_span(bucket.zone, bucket.step) if not bucket.unit else None
+        if span is None:
+            return general
+        step = literal(bucket.step, BigInteger)
+        # Grouped explicitly: custom operators are not parenthesised, and % must stay the bigint operator.
+        start = (micros - micros.self_group().op("%")(step).self_group()).self_group()
+        inside = and_(micros >= literal(span[0], BigInteger), micros < literal(span[1], BigInteger))
+        return case((inside, start), else_=general)
 
     def _owner_if(
         self, cond: Expr, disclosure: Disclosure, entity: EntityType, table: FromClause
@@ -363,7 +564,7 @@ class Compiler:
         """One page of groups (one more than ``top``), continuing after ``plan.after``."""
         apply = plan.apply
         assert apply is not None
-        groups = self.grouped(plan, steps, param)
+        groups = self.groups(plan, steps, param)
         keys = self.apply_sort_keys(plan, groups)
         names = [k.alias for k in apply.groupby] + [a.alias for a in apply.aggregates]
         stmt = select(*(groups.c[n] for n in names), *(k for k, _ in keys))
@@ -375,7 +576,7 @@ class Compiler:
         return stmt.offset(plan.skip) if plan.skip else stmt
 
     def apply_count(self, plan: ReadPlan, steps: Sequence[Step], param: bool = False) -> Select[Any]:
-        return select(func.count()).select_from(self.grouped(plan, steps, param))
+        return select(func.count()).select_from(self.groups(plan, steps, param))
 
     def _start_bounds(self, expr: Expr, entity: EntityType, table: FromClause) -> list[ColumnElement[bool]]:
         """Conditions on the start column implied by ``interval lt/le <time>`` terms of ``expr``'s conjunction.
@@ -658,6 +859,55 @@ def _two_valued(expr: Expr, compiled: ColumnElement[bool]) -> bool:
     if isinstance(compiled, Exists):
         return False
     return isinstance(expr, BinaryOp) and (expr.op in _COMPARE or expr.op in _LOGICAL)
+
+
+def _time_range(expr: Expr) -> tuple[int, int] | None:
+    """[start, end) of the phenomenonTime of instants that pass ``expr`` when it is nothing but a conjunction of
+    ``phenomenonTime ge|gt|lt|le <date-time>`` with both a lower and an upper bound; else None."""
+    lower: list[int] = []
+    upper: list[int] = []
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, BinaryOp):
+            return None
+        if node.op == "and":
+            stack += [node.left, node.right]
+            continue
+        op, path, lit = node.op, node.left, node.right
+        if isinstance(path, Literal) and isinstance(lit, Path):
+            path, lit = lit, path
+            op = {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge"}.get(op, "")
+        if not isinstance(path, Path) or path.segments != ("phenomenonTime",) or not isinstance(lit, Literal):
+            return None
+        if lit.type != "datetime" or not isinstance(lit.value, dt.datetime):
+            return None
+        at = to_micros(lit.value)
+        if op == "ge":
+            lower.append(at)
+        elif op == "gt":
+            lower.append(at + 1)
+        elif op == "lt":
+            upper.append(at)
+        elif op == "le":
+            upper.append(at + 1)
+        else:
+            return None
+    if not lower or not upper:
+        return None
+    return max(lower), min(upper)
+
+
+def _on_parents(expr: Expr) -> bool:
+    """Whether ``expr`` (an access restriction of Observations) depends only on an Observation's Datastream and
+    MultiDatastream: ``and``, ``or``, ``not`` of ``Related`` conditions through those, and constants."""
+    if isinstance(expr, BinaryOp) and expr.op in _LOGICAL:
+        return _on_parents(expr.left) and _on_parents(expr.right)
+    if isinstance(expr, UnaryOp) and expr.op == "not":
+        return _on_parents(expr.operand)
+    if isinstance(expr, Related):
+        return expr.relation in ("Datastream", "MultiDatastream")
+    return isinstance(expr, BinaryOp) and isinstance(expr.left, Literal) and isinstance(expr.right, Literal)
 
 
 def negation(operand: Expr, compiled: ColumnElement[bool]) -> ColumnElement[bool]:

@@ -185,7 +185,54 @@ def build_metadata(registry: Registry, dialect: str = "sqlite") -> MetaData:
             )
     _ingest_tables(meta)
     _access_tables(meta)
+    if "observations" in meta.tables:
+        _observation_counts(meta)
+        _observation_hours(meta)
     return meta
+
+
+def _observation_hours(meta: MetaData) -> None:
+    """``observation_hours``: a summary of each Datastream's Observations per UTC hour of their phenomenonTime
+    (start): how many (``count``), how many over an interval (``intervals``), how many with a numeric result
+    (``numbers``) and those results' ``sum``, ``min`` and ``max``. Kept exact by the store in the transaction of
+    every write (``store/hours.py``); ``$apply`` reads whole hours from here where that gives the same answer
+    (``Compiler.hourly``). ``hour`` is the hour's start in microseconds since 1970 UTC.
+    """
+    Table(
+        "observation_hours",
+        meta,
+        Column("datastream_id", Id, ForeignKey("datastreams.id", ondelete="CASCADE"), primary_key=True),
+        Column("hour", BigInteger, primary_key=True),
+        Column("count", BigInteger, nullable=False),
+        Column("intervals", BigInteger, nullable=False),
+        Column("numbers", BigInteger, nullable=False),
+        Column("sum", Float),
+        Column("min", Float),
+        Column("max", Float),
+        # On SQLite the rows are kept in primary key order (Datastream, hour): a year of one Datastream is ~100
+        # adjacent pages, however the writes came in.
+        sqlite_with_rowid=False,
+    )
+
+
+def _observation_counts(meta: MetaData) -> None:
+    """``observation_counts``: how many Observations each Datastream and each MultiDatastream has.
+
+    One row per parent, with either ``datastream_id`` or ``multi_datastream_id``; kept exact by the store in
+    the transaction of every write (``store/counts.py``), so that ``$count`` of an unfiltered set of
+    Observations is a sum over at most one row per parent. A parent's row goes with it (``ON DELETE CASCADE``).
+    """
+    Table(
+        "observation_counts",
+        meta,
+        Column("id", Id, primary_key=True, autoincrement=True),
+        Column("datastream_id", Id, ForeignKey("datastreams.id", ondelete="CASCADE")),
+        Column("multi_datastream_id", Id, ForeignKey("multi_datastreams.id", ondelete="CASCADE")),
+        Column("count", BigInteger, nullable=False),
+        Index("ix_observation_counts_datastream_id", "datastream_id", unique=True),
+        Index("ix_observation_counts_multi_datastream_id", "multi_datastream_id", unique=True),
+        sqlite_autoincrement=True,
+    )
 
 
 def _access_tables(meta: MetaData) -> None:

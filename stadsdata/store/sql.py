@@ -33,9 +33,17 @@ from sqlalchemy.sql.elements import BindParameter, ClauseElement
 from stadsdata.model.entities import EntityType, FkOnSource, LinkTable, Registry, Relation
 from stadsdata.query.ast import BinaryOp, Call, Expr, UnaryOp
 from stadsdata.query.plan import ReadPlan, Step
-from stadsdata.store import codec
+from stadsdata.store import codec, hours
 from stadsdata.store.base import Collection, DeadLetter, Entity
 from stadsdata.store.compile import PARENT_ID, Compiler, SqlDialect
+from stadsdata.store.counts import COUNTS, PARENT_COLUMNS, row_deltas
+from stadsdata.store.hours import HOURS
+
+_KEYS = (*PARENT_COLUMNS, "phenomenon_time_start")
+"""What an Observation counts for: its parents (``counts.py``) and, with the first, its hour (``hours.py``)."""
+_SUMMED = ("datastream_id", "phenomenon_time_start", "phenomenon_time_end", "result_type", "result_number")
+"""The columns of an Observation that its hourly summary depends on, in the order ``hours.added`` is given."""
+_CHANGED = (*PARENT_COLUMNS, *_SUMMED[1:])
 
 
 class SqlStoreDialect(SqlDialect, Protocol):
@@ -43,6 +51,9 @@ class SqlStoreDialect(SqlDialect, Protocol):
     lateral_expand: bool
     """Expand all parents in one statement (unnest(ids) CROSS JOIN LATERAL page), where each statement
     is a round trip to a server; an embedded database runs one cheap statement per parent instead."""
+
+    aggregate_setup: str | None
+    """A statement run before a ``$apply`` query in its transaction (e.g. more memory for its grouping)."""
 
     def insert_ignore(self, table: Table) -> Any: ...
 
@@ -184,6 +195,10 @@ class SqlSession:
         self.deferred: list[tuple[str, Any]] = []
         self._shapes: dict[tuple[str, tuple[str, ...] | None], EntityShape] = {}
         self.plans = plans if plans is not None else {}  # compiled read plans, shared by the store's sessions
+        self.counting = "observation_counts" in metadata.tables
+        """Whether the store keeps Observation counts per parent (``counts.py``)."""
+        self.summing = self.counting and "observation_hours" in metadata.tables
+        """Whether it keeps hourly summaries per Datastream too (``hours.py``)."""
         self.memo: dict[Any, Any] = {}
         """Lookups a write transaction repeats for every unit of a batch (does Datastream 7 exist, which
         FeatureOfInterest does its Thing's Location give), remembered until anything but an Observation is
@@ -277,14 +292,20 @@ class SqlSession:
         del items[plan.top :]
         count = None
         estimated = False
-        if plan.count and plan.estimate_count:
+        if plan.count and self.compiler.countable(plan, plan.steps):
+            # Exact and cheap: a sum of the counts per parent.
+            sql, values = self._plan_statement(
+                "counted", plan, lambda: self.compiler.counted(plan, plan.steps, param=True)
+            )
+            count = int(self.conn.execute(sql, values).fetchone()[0])
+        elif plan.count and plan.estimate_count:
             sql, values = self._plan_statement(
                 "rows", plan, lambda: self.compiler.count(plan, plan.steps, param=True, rows=True)
             )
             guess = self.dialect.estimate_rows(self.conn, sql, values)
             if guess is not None and guess > plan.estimate_count:
                 count, estimated = guess, True
-        if plan.count and not estimated:
+        if plan.count and count is None:
             sql, values = self._plan_statement("count", plan, lambda: self.compiler.count(plan, plan.steps, param=True))
             count = self.conn.execute(sql, values).fetchone()[0]
         self._expand(plan, items)
@@ -297,12 +318,18 @@ class SqlSession:
         sql, values = self._plan_statement(
             "apply", plan, lambda: self.compiler.apply_page(plan, plan.steps, param=True)
         )
+        if self.dialect.aggregate_setup is not None:
+            self.conn.execute(self.dialect.aggregate_setup)
         rows = self.conn.execute(sql, values).fetchall()
         names = [k.alias for k in apply.groupby] + [a.alias for a in apply.aggregates]
         width = len(names)
-        items = [Entity(0, dict(zip(names, row[:width], strict=True)), keys=tuple(row[width:])) for row in rows]
-        more = len(items) > plan.top
-        del items[plan.top :]
+        # A year of hourly groups is 8,760 rows: values only (zip stops after the names), no links or expansions
+        # (the empty dicts are shared), and the sort keys only of the last group, where the next page starts.
+        none: dict[str, Any] = {}
+        items = [Entity(0, dict(zip(names, row, strict=False)), none, none) for row in rows[: plan.top]]
+        more = len(rows) > plan.top
+        if items:
+            items[-1].keys = tuple(rows[len(items) - 1][width:])
         count = None
         if plan.count:
             sql, values = self._plan_statement(
@@ -321,7 +348,11 @@ class SqlSession:
             page_sql, page_params = self._compile(self.compiler.page(sub, shape.columns, steps, param=True))
             count_sql = count_params = None
             if sub.count and not sub.single:
-                count_sql, count_params = self._compile(self.compiler.count(sub, steps, param=True))
+                count_sql, count_params = self._compile(
+                    self.compiler.counted(sub, steps, param=True)
+                    if self.compiler.countable(sub, steps)
+                    else self.compiler.count(sub, steps, param=True)
+                )
             children: list[Entity] = []
             page_for = _parent_binder(page_params)
             decode = shape.decode
@@ -388,6 +419,11 @@ class SqlSession:
         values.update(fks)
         sql, params = self._insert_sql(entity.table, tuple(values))
         row = self.conn.execute(sql, params(values)).fetchone()
+        if self.counting and entity.table == "observations":
+            self.defer(COUNTS, [(c, values[c], 1) for c in PARENT_COLUMNS if values.get(c) is not None])
+            if self.summing:
+                summary = tuple(values.get(c) for c in _SUMMED)
+                self.defer(HOURS, hours.added([summary], 0, 1, 2, 3, 4))
         return int(row[0])
 
     def insert_many(
@@ -399,7 +435,22 @@ class SqlSession:
         """
         self._written(entity.table)
         columns, values = codec.encode_rows(entity, names, rows)
-        return self.dialect.bulk_insert(self.conn, self.metadata.tables[entity.table], columns + fk_columns, values)
+        ids = self.dialect.bulk_insert(self.conn, self.metadata.tables[entity.table], columns + fk_columns, values)
+        if self.counting and entity.table == "observations":
+            at = {c: len(names) + fk_columns.index(c) for c in PARENT_COLUMNS if c in fk_columns}
+            self.defer(COUNTS, row_deltas(rows, at))
+            if self.summing and rows and "datastream_id" in fk_columns:
+                every = columns + fk_columns  # columns NULL in every row are left out
+                place = {c: every.index(c) if c in every else None for c in _SUMMED}
+                number_at = place["result_number"]
+                type_at = place["result_type"] if number_at is not None else None
+                ds_at, start_at = place["datastream_id"], place["phenomenon_time_start"]
+                assert ds_at is not None and start_at is not None
+                self.defer(
+                    HOURS,
+                    hours.added(values, ds_at, start_at, place["phenomenon_time_end"], type_at, number_at or 0),
+                )
+        return ids
 
     def _insert_sql(self, table_name: str, columns: tuple[str, ...]) -> Compiled:
         """INSERT … RETURNING id, compiled once per table and column set (the hot path of ingestion)."""
@@ -432,17 +483,79 @@ class SqlSession:
         values.update(fks)
         if values:
             table = self.table(entity)
+            counted = self.counting and entity.table == "observations" and any(c in values for c in _CHANGED)
+            before = self._observation_keys(id) if counted else None
 
             def build() -> ClauseElement:
                 return update(table).where(table.c.id == bindparam("pk")).values({c: bindparam(c) for c in values})
 
             self.run(("update", entity.table, tuple(values)), build, pk=id, **values)
+            if before is not None:
+                self._moved(before, tuple(values.get(c, old) for c, old in zip(_KEYS, before, strict=True)))
+
+    def _observation_keys(self, observation_id: int) -> tuple[Any, ...] | None:
+        """An Observation's Datastream, MultiDatastream and phenomenonTime start; None when there is none."""
+        table = self.metadata.tables["observations"]
+
+        def build() -> ClauseElement:
+            return select(*(table.c[c] for c in _KEYS)).where(table.c.id == bindparam("pk"))
+
+        row = self.run(("observation_keys",), build, pk=observation_id).fetchone()
+        return None if row is None else tuple(row)
+
+    def _moved(self, before: tuple[Any, ...], after: tuple[Any, ...]) -> None:
+        """An Observation changed: the counts of its parents before and after, the summaries of both its hours."""
+        parents = {c: i for i, c in enumerate(PARENT_COLUMNS)}
+        if before[:2] != after[:2]:
+            self.defer(COUNTS, row_deltas([before], parents, -1) + row_deltas([after], parents))
+        if self.summing:
+            for ds, _, start in (before, after):
+                for mark in hours.marked(ds, start):
+                    self.defer(HOURS, mark)
 
     def delete(self, entity: EntityType, id: int) -> bool:
         self._written(entity.table)
         table = self.table(entity)
+        if self.counting and entity.table == "observations":
+            # The deleted row's parents and time, in the same statement.
+            cur = self.run(
+                ("delete_counted", entity.table),
+                lambda: delete(table).where(table.c.id == bindparam("pk")).returning(*(table.c[c] for c in _KEYS)),
+                pk=id,
+            )
+            gone = cur.fetchall()
+            self.defer(COUNTS, row_deltas(gone, {c: i for i, c in enumerate(PARENT_COLUMNS)}, -1))
+            if self.summing:
+                for ds, _, start in gone:
+                    for mark in hours.marked(ds, start):
+                        self.defer(HOURS, mark)
+            return bool(gone)
+        if self.counting and entity.table == "features_of_interest":
+            # Its Observations go by ON DELETE CASCADE, past this code: what they count for, first.
+            self._cascading(id)
         cur = self.run(("delete", entity.table), lambda: delete(table).where(table.c.id == bindparam("pk")), pk=id)
         return cur.rowcount > 0  # type: ignore[no-any-return]
+
+    def _cascading(self, feature_id: int) -> None:
+        """Note what deleting FeatureOfInterest ``feature_id`` changes: its Observations' counts per parent, and
+        the range of hours of each Datastream among them."""
+        obs = self.metadata.tables["observations"]
+
+        def build() -> ClauseElement:
+            parents = [obs.c[c] for c in PARENT_COLUMNS]
+            start = obs.c.phenomenon_time_start
+            return (
+                select(*parents, func.count(), func.min(start), func.max(start))
+                .where(obs.c.feature_of_interest_id == bindparam("pk"))
+                .group_by(*parents)
+            )
+
+        deltas: list[tuple[str, int, int]] = []
+        for ds, mds, n, first, last in self.run(("cascading",), build, pk=feature_id).fetchall():
+            deltas += [(c, p, -n) for c, p in zip(PARENT_COLUMNS, (ds, mds), strict=True) if p is not None]
+            if self.summing and ds is not None:
+                self.defer(HOURS, (ds, hours.hour_of(first), hours.hour_of(last)))
+        self.defer(COUNTS, deltas)
 
     def exists(self, entity: EntityType, id: int) -> bool:
         key = ("exists", entity.table, id)

@@ -21,6 +21,8 @@ from sqlalchemy.pool import NullPool
 from stadsdata.model.entities import Registry
 from stadsdata.query.ast import Bucket
 from stadsdata.store import geometry, migrations, timebucket
+from stadsdata.store.counts import COUNTS, apply_counts
+from stadsdata.store.hours import HOURS, apply_hours
 from stadsdata.store.threaded import ThreadedStore
 
 
@@ -32,7 +34,9 @@ class SQLiteDialect:
         return func.json_extract(column, path)
 
     bbox_prefilter = True  # geometry predicates are Python functions: test the bounding boxes first
+    lateral = False
     lateral_expand = False  # a statement per parent costs no round trip on an embedded database
+    aggregate_setup: str | None = None
 
     def json_as(self, member: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
         return member  # json_extract gives SQL values of the member's own type
@@ -101,6 +105,8 @@ class SQLiteStore(ThreadedStore):
     ) -> None:
         super().__init__(registry, SQLiteDialect(), readers=readers, max_batch=max_batch)
         self.path = str(path)
+        self.register_deferred(COUNTS, apply_counts)
+        self.register_deferred(HOURS, apply_hours)
         self.synchronous = synchronous
         self.migrate()
 

@@ -59,6 +59,11 @@ def _span(micros: int, unit: str, zone: str) -> tuple[int, int]:
         return start, start
 
 
+def local_day(micros: int, zone: str) -> tuple[int, int]:
+    """[start, end) in microseconds of the local day in ``zone`` that holds ``micros``."""
+    return _span(micros, "day", zone)
+
+
 _last: dict[tuple[str, str], tuple[int, int]] = {}
 """The span of the previous call per (unit, zone): rows of a series come in time order, so most
 calls fall in the same local day as the one before and need no time zone arithmetic."""
@@ -80,6 +85,53 @@ def bucket(micros: int | None, step: int, unit: str, zone: str) -> int | None:
     if unit:
         return start
     return start + (micros - start) // step * step
+
+
+_ALIGNED_FROM = dt.date(1970, 1, 1)
+_ALIGNED_TO = dt.date(2100, 1, 1)
+
+
+@lru_cache(maxsize=256)
+def aligned_span(zone: str, step: int) -> tuple[int, int] | None:
+    """[start, end) in microseconds within which the fixed buckets of ``step`` in ``zone`` are whole multiples of
+    ``step`` since 1970 UTC, so that the bucket of ``t`` is ``t - t % step`` (no time zone arithmetic per row).
+
+    That holds on each day whose local midnight is such a multiple: for hourly and shorter buckets in every zone
+    whose offset is a whole number of hours (Europe/Amsterdam since 1940), for any step that divides a day in UTC.
+    The span is the first run of such days between 1970 and 2100 that does not end before today; None if there is
+    none. Offsets are read a week apart, and day by day only around a change (no zone changes twice in a week).
+    """
+    if step <= 0:
+        return None
+    tz = _zone(zone)
+
+    def midnight(day: dt.date) -> int:
+        return (dt.datetime(day.year, day.month, day.day, tzinfo=tz) - _EPOCH) // _US
+
+    def aligned(day: dt.date) -> bool:
+        return midnight(day) % step == 0
+
+    today = dt.datetime.now(dt.UTC).date()
+    week, one = dt.timedelta(days=7), dt.timedelta(days=1)
+    day, start = _ALIGNED_FROM, None
+    while day < _ALIGNED_TO:
+        nxt = min(day + week, _ALIGNED_TO)
+        offset = tz.utcoffset(dt.datetime(day.year, day.month, day.day))
+        same = offset == tz.utcoffset(dt.datetime(nxt.year, nxt.month, nxt.day))
+        for d in [day] if same else [day + one * i for i in range((nxt - day).days)]:
+            if aligned(d):
+                if start is None:
+                    start = midnight(d)
+            elif start is not None:
+                if d > today:
+                    return (max(start, 0), midnight(d)) if max(start, 0) < midnight(d) else None
+                start = None
+        day = nxt
+    if start is None:
+        return None
+    end = midnight(_ALIGNED_TO)
+    start = max(start, 0)  # t % step is the remainder of a non-negative t on every database
+    return (start, end) if start < end else None
 
 
 def register(conn: sqlite3.Connection) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from starlette.testclient import TestClient
 
+from stadsdata.api.serialize import _bucket_formatter
 from stadsdata.model.entities import sensing_registry
 from stadsdata.query.options import parse_options
 from stadsdata.query.path import parse_path
@@ -114,7 +116,7 @@ def _bucket(t: dt.datetime, duration: str, zone: str) -> dt.datetime:
     midnight = dt.datetime(day.year, day.month, day.day, tzinfo=tz)
     if duration.startswith("P1"):
         return midnight.astimezone(UTC)
-    step = {"PT15M": 900, "PT1H": 3600, "PT6H": 6 * 3600}[duration]
+    step = {"PT15M": 900, "PT30M": 1800, "PT1H": 3600, "PT6H": 6 * 3600}[duration]
     start = midnight.astimezone(UTC)  # aware arithmetic in one zone would follow the wall clock
     since = (t - start).total_seconds()
     return start + dt.timedelta(seconds=since // step * step)
@@ -178,6 +180,36 @@ def test_buckets_match_python(data: TestClient, duration: str, zone: str) -> Non
     body = _get(data, f"{V}/Datastreams(1)/Observations", **{"$apply": _apply(duration, zone), "$top": "10000"})
     assert "@iot.nextLink" not in body
     assert body["value"] == _expected(ROWS_1, duration, zone)
+
+
+EDGE_TIMES = [
+    dt.datetime(1969, 12, 31, 22, 45, tzinfo=UTC),  # before 1970: buckets in the time zone, not t - t % step
+    dt.datetime(1969, 12, 31, 23, 20, tzinfo=UTC),
+    dt.datetime(1970, 1, 1, 0, 10, tzinfo=UTC),
+    dt.datetime(1995, 6, 1, 12, 59, 59, tzinfo=UTC),
+    dt.datetime(2026, 3, 29, 0, 59, tzinfo=UTC),
+    dt.datetime(2026, 3, 29, 1, 0, tzinfo=UTC),  # 02:00 local becomes 03:00
+    dt.datetime(2099, 12, 31, 22, 59, tzinfo=UTC),
+    dt.datetime(2099, 12, 31, 23, 30, tzinfo=UTC),  # from local 2100: beyond the span of integer buckets
+    dt.datetime(2150, 7, 1, 5, 5, tzinfo=UTC),
+]
+
+
+@pytest.mark.parametrize(
+    ("duration", "zone"),
+    [("PT1H", AMS), ("PT15M", AMS), ("PT1H", "UTC"), ("PT6H", "UTC"), ("PT30M", "Asia/Kolkata"),
+     ("PT1H", "Asia/Kolkata"), ("PT1H", "America/St_Johns")],
+)  # fmt: skip
+def test_buckets_in_and_beyond_the_integer_span(client: TestClient, duration: str, zone: str) -> None:
+    """Where buckets are whole multiples of their length since 1970 UTC they are computed with integers
+    (``timebucket.aligned_span``), elsewhere in the time zone: the two meet without a seam."""
+    assert client.post(f"{V}/Things", json=f.full_thing()).status_code == 201
+    rows = [(t, i * 0.5) for i, t in enumerate(EDGE_TIMES)]
+    body = [{"Datastream": {"@iot.id": 1}, "components": ["phenomenonTime", "result"],
+             "dataArray": [[_iso(t), r] for t, r in rows]}]  # fmt: skip
+    assert client.post(f"{V}/CreateObservations", json=body).status_code == 201
+    got = _get(client, f"{V}/Datastreams(1)/Observations", **{"$apply": _apply(duration, zone), "$top": "100"})
+    assert got["value"] == _expected(rows, duration, zone)
 
 
 def test_local_days_have_23_and_25_hours(data: TestClient) -> None:
@@ -363,11 +395,13 @@ def test_bad_input_is_400(data: TestClient, path: str, params: dict[str, str], o
 # ------------------------------------------------------------------ indexes
 
 
-def test_the_datastream_time_index_bounds_the_scan(data: TestClient) -> None:
-    """The (datastream_id, phenomenon_time_start, id) index serves the path and both ends of the time range."""
+@pytest.mark.parametrize("duration", ["PT15M", "PT1H"])
+def test_the_datastream_time_index_bounds_the_scan(data: TestClient, duration: str) -> None:
+    """The (datastream_id, phenomenon_time_start, id) index serves the path and both ends of the time range; for
+    buckets of whole hours, read from the hourly summaries, their primary key (datastream_id, hour) does."""
     registry = sensing_registry()
     apply = "filter(phenomenonTime ge 2026-03-28T00:00:00Z and phenomenonTime lt 2026-03-29T00:00:00Z)/" + _apply(
-        "PT1H", AMS
+        duration, AMS
     )
     plan = plan_read(registry, parse_path(registry, "Datastreams(1)/Observations"), parse_options({"$apply": apply}))
     store = data.app.state.store  # type: ignore[attr-defined]
@@ -383,6 +417,13 @@ def test_the_datastream_time_index_bounds_the_scan(data: TestClient) -> None:
         return "\n".join(str(r[-1]) for r in rows)
 
     text = asyncio.run(store.run_read(explain))
+    if duration == "PT1H":
+        if postgres:
+            cond = next(line for line in text.splitlines() if "Index Cond" in line and "hour" in line)
+            assert "datastream_id = " in cond and "hour >=" in cond and "hour <" in cond, text
+        else:
+            assert "observation_hours USING PRIMARY KEY (datastream_id=? AND hour>? AND hour<?)" in text, text
+        return
     if postgres:
         # Without statistics (a fresh, tiny table) the planner may take either index on the time;
         # what matters is that both ends of the range are index conditions.
@@ -391,3 +432,23 @@ def test_the_datastream_time_index_bounds_the_scan(data: TestClient) -> None:
     else:
         assert "ix_observations_datastream_time" in text, text
         assert "datastream_id=? AND phenomenon_time_start>? AND phenomenon_time_start<?" in text, text
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [AMS, "Asia/Kolkata", "America/St_Johns", "Australia/Lord_Howe", "Africa/Casablanca", "Europe/Dublin",
+     "America/Havana", "Pacific/Apia", "Asia/Kathmandu"],
+)  # fmt: skip
+def test_bucket_starts_are_written_as_isoformat_writes_them(zone: str) -> None:
+    """The bucket starts of a response are written per local day (``serialize._bucket_formatter``); the text is
+    what ``isoformat`` writes of the instant in the zone, also on the days the clocks change."""
+    tz = ZoneInfo(zone)
+    rng = random.Random(zone)
+    values = sorted(rng.randrange(-2 * 10**15, 4 * 10**15) for _ in range(5000))
+    values += [1_735_686_000_000_000 + i * 900_000_000 for i in range(40_000)]  # every quarter of 2025
+    values += [v + rng.randrange(1, 10**6) for v in values[:500]]  # with microseconds
+    write = _bucket_formatter(zone)
+    for v in values:
+        seconds, micros = divmod(v, 1_000_000)
+        local = dt.datetime.fromtimestamp(seconds, tz).replace(microsecond=micros)
+        assert write(v) == local.isoformat(), v

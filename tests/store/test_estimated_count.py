@@ -49,3 +49,24 @@ def test_estimate_above_the_threshold(settings: Settings) -> None:
         filtered = client.get(URL + "&$filter=name eq 'with a filter'", headers=PREFER)
         assert filtered.json()["@iot.count"] == 1  # estimated at one row: not above the threshold, so exact
         assert "preference-applied" not in filtered.headers
+
+
+def test_observations_are_counted_exactly_from_the_kept_counts(settings: Settings) -> None:
+    """A set of Observations that only its path restricts is counted from the counts per Datastream: exact, also
+    when an estimate would do; a filtered one may still be estimated."""
+    app = create_app(dataclasses.replace(settings, estimated_count_above=1))
+    with TestClient(app, base_url="http://testserver") as client:
+        assert client.post("/v1.1/Things", json=f.full_thing()).status_code == 201
+        for k in range(25):
+            obs = {"result": k, "phenomenonTime": f"2026-11-22T10:{k:02d}:00Z"}
+            assert client.post("/v1.1/Datastreams(1)/Observations", json=obs).status_code == 201
+        if is_postgres(settings.db):
+            with psycopg.connect(settings.db, autocommit=True) as conn:
+                conn.execute("ANALYZE observations")
+        for path in ("Observations", "Datastreams(1)/Observations"):
+            r = client.get(f"/v1.1/{path}?$count=true&$top=1", headers=PREFER)
+            assert r.json()["@iot.count"] == 25
+            assert "preference-applied" not in r.headers
+        filtered = client.get("/v1.1/Observations?$count=true&$top=1&$filter=result ge 0", headers=PREFER)
+        if is_postgres(settings.db):
+            assert filtered.headers["preference-applied"] == "count=estimated"

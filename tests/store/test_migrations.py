@@ -6,15 +6,27 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 import sqlalchemy
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.pool import NullPool
 
-from stadsdata.model.entities import sensing_registry
+from stadsdata.model.entities import (
+    DATASTREAM,
+    FEATURE_OF_INTEREST,
+    MULTI_DATASTREAM,
+    OBSERVATION,
+    OBSERVED_PROPERTY,
+    SENSOR,
+    THING,
+    sensing_registry,
+)
+from stadsdata.model.values import GeoValue
 from stadsdata.store import migrations
 from stadsdata.store.postgres import PostgresStore, sqlalchemy_url
 from stadsdata.store.schema import build_metadata
@@ -114,3 +126,78 @@ def test_postgres_upgrade_from_the_first_revision_keeps_data(scratch_postgres: s
     with psycopg.connect(scratch_postgres) as conn:
         row = conn.execute("SELECT name, ST_AsText(location_geom) FROM locations").fetchone()
     assert row == ("Roombeek", "POINT(6.89 52.22)")
+
+
+def _counted_city(store: SQLiteStore | PostgresStore) -> dict[tuple[str, int], int]:
+    """Two Datastreams and a MultiDatastream with Observations, written through the store; the counts expected."""
+
+    def unit(tx: Any) -> dict[tuple[str, int], int]:
+        thing = tx.insert(THING, {"name": "t", "description": "d"}, {})
+        sensor = tx.insert(SENSOR, {"name": "s", "description": "d", "encodingType": "text/plain", "metadata": "m"}, {})
+        prop = tx.insert(OBSERVED_PROPERTY, {"name": "p", "definition": "x", "description": "d"}, {})
+        point = {"type": "Point", "coordinates": [6.89, 52.22]}
+        foi = tx.insert(FEATURE_OF_INTEREST, {"name": "f", "description": "d", "encodingType": "application/geo+json",
+                                              "feature": GeoValue(point, (6.89, 52.22, 6.89, 52.22))}, {})  # fmt: skip
+        stream = {"description": "d", "unitOfMeasurement": {"name": "m"}, "observationType": "x"}
+        links = {"thing_id": thing, "sensor_id": sensor, "observed_property_id": prop}
+        ds = [tx.insert(DATASTREAM, {"name": f"d{i}", **stream}, links) for i in range(3)]
+        mds = tx.insert(MULTI_DATASTREAM, {"name": "m", "description": "d", "unitOfMeasurements": [{"name": "m"}],
+                                           "observationType": "x", "multiObservationDataTypes": ["x"]},
+                        {"thing_id": thing, "sensor_id": sensor})  # fmt: skip
+        names, fks = ("phenomenonTime", "result"), ("datastream_id", "feature_of_interest_id")
+        rows = [((i, None), 1.0 + i % 3, ds[0], foi) for i in range(4)] + [((-1, None), 2.5, ds[0], foi)]
+        rows += [((5, 9), 1.0, ds[0], foi), ((3_600_000_000, None), "text", ds[0], foi)]
+        tx.insert_many(OBSERVATION, names, fks, rows)
+        tx.insert_many(OBSERVATION, names, fks, [((i, None), 1.0, ds[1], foi) for i in range(2)])
+        tx.insert_many(OBSERVATION, names, ("multi_datastream_id", "feature_of_interest_id"),
+                       [((i, None), [1.0], mds, foi) for i in range(4)])  # fmt: skip
+        return {("datastream_id", ds[0]): 7, ("datastream_id", ds[1]): 2, ("multi_datastream_id", mds): 4}
+
+    return store.write_sync(unit)
+
+
+HOURS = "SELECT datastream_id, hour, count, intervals, numbers, sum, min, max FROM observation_hours ORDER BY 1, 2"
+EXPECTED_HOURS = [
+    (1, -3_600_000_000, 1, 0, 1, 2.5, 2.5, 2.5),  # before 1970: the hour is the floor
+    (1, 0, 5, 1, 5, 8.0, 1.0, 3.0),
+    (1, 3_600_000_000, 1, 0, 0, None, None, None),
+    (2, 0, 2, 0, 2, 2.0, 1.0, 1.0),
+]
+
+
+def _kept_counts(rows: list[Any]) -> dict[tuple[str, int], int]:
+    out = {}
+    for ds, mds, n in rows:
+        out[("datastream_id", ds) if ds is not None else ("multi_datastream_id", mds)] = n
+    return out
+
+
+def test_upgrade_counts_the_observations_there_are(tmp_path: Path) -> None:
+    """Revisions 0007 and 0008 fill the Observation counts and hourly summaries from the rows of a database that had
+    neither."""
+    path = tmp_path / "counts.db"
+    expected = _counted_city(SQLiteStore(path, sensing_registry()))
+    engine = _engine(path)
+    with engine.begin() as conn:
+        command.downgrade(migrations.config(conn), "0006")
+        assert "observation_counts" not in sqlalchemy.inspect(conn).get_table_names()
+    engine.dispose()
+    SQLiteStore(path, sensing_registry())
+    with sqlite3.connect(path) as raw:
+        rows = raw.execute("SELECT datastream_id, multi_datastream_id, count FROM observation_counts").fetchall()
+        assert _kept_counts(rows) == expected
+        assert raw.execute(HOURS).fetchall() == EXPECTED_HOURS
+
+
+def test_postgres_upgrade_counts_the_observations_there_are(scratch_postgres: str) -> None:
+    expected = _counted_city(PostgresStore(scratch_postgres, sensing_registry()))
+    engine = sqlalchemy.create_engine(sqlalchemy_url(scratch_postgres), poolclass=NullPool)
+    with engine.begin() as conn:
+        command.downgrade(migrations.config(conn), "0006")
+        assert "observation_counts" not in sqlalchemy.inspect(conn).get_table_names()
+    engine.dispose()
+    PostgresStore(scratch_postgres, sensing_registry())
+    with psycopg.connect(scratch_postgres) as conn:
+        rows = conn.execute("SELECT datastream_id, multi_datastream_id, count FROM observation_counts").fetchall()
+        assert _kept_counts(rows) == expected
+        assert conn.execute(HOURS).fetchall() == EXPECTED_HOURS
