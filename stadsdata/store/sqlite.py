@@ -127,19 +127,40 @@ class SQLiteStore(ThreadedStore):
         return conn.in_transaction
 
     def migrate(self) -> None:
-        """Create or upgrade the schema to the newest migration."""
-        engine = sqlalchemy.create_engine(f"sqlite:///{self.path}", poolclass=NullPool)
+        """Create or upgrade the schema to the newest migration, all in one transaction: a crash or an error
+        part of the way leaves the database as it was."""
+        engine = migration_engine(self.path)
         try:
             with engine.begin() as conn:
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
                 migrations.upgrade(conn)
         finally:
             engine.dispose()
 
     def schema_revision(self) -> str | None:
-        engine = sqlalchemy.create_engine(f"sqlite:///{self.path}", poolclass=NullPool)
+        engine = migration_engine(self.path)
         try:
             with engine.connect() as conn:
                 return migrations.current(conn)
         finally:
             engine.dispose()
+
+
+def migration_engine(path: str | Path) -> sqlalchemy.Engine:
+    """An engine whose transactions include DDL.
+
+    Python's sqlite3 module begins a transaction only before INSERT, UPDATE and DELETE, so CREATE and ALTER
+    would each commit on their own; here SQLAlchemy's begin is an explicit ``BEGIN IMMEDIATE`` (which also
+    keeps a second process from migrating at the same time).
+    """
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}", poolclass=NullPool)
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")  # not possible inside a transaction
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def begin(conn: sqlalchemy.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
