@@ -116,7 +116,9 @@ class Service:
                 return data if tx.read(self._id_plan(parent, policy)) is not None else None
             return data
 
-        data = await self.store.run_read(run)
+        # Only a $count or an $expand is a second statement that must see the same moment as the page (the
+        # parent's check after an empty page may not: either answer was true when the request came).
+        data = await self.store.run_read(run, snapshot=plan.count or bool(plan.expand))
         if data is None:
             raise NotFound(f"nothing found at {path.text()}")
         return ReadResult(plan, data)

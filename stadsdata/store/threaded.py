@@ -21,7 +21,6 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -85,6 +84,9 @@ class ThreadedStore:
     """How the writer starts a transaction."""
     begin_read = "BEGIN"
     """How a reader starts the snapshot of one request."""
+    snapshot_always = True
+    """Whether a read of one statement gets a transaction of its own too (cheap in-process on SQLite; on
+    PostgreSQL a statement outside a transaction is its own snapshot, and BEGIN and COMMIT cost two round trips)."""
 
     def __init__(
         self,
@@ -107,7 +109,12 @@ class ThreadedStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._reader_connections: list[Any] = []
-        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="stadsdata-read")
+        self._reads: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._reader_threads = [
+            threading.Thread(target=self._reader, name=f"stadsdata-read_{i}", daemon=True) for i in range(readers)
+        ]
+        for thread in self._reader_threads:
+            thread.start()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._channel: contextvars.ContextVar[queue.SimpleQueue[Any] | None] = contextvars.ContextVar(
@@ -155,15 +162,33 @@ class ThreadedStore:
             session = self._local.session = self.session(conn)
         return session
 
-    def _in_read_tx(self, fn: Callable[[SqlSession], T]) -> T:
+    def _reader(self) -> None:
+        """A reader thread: runs reads from the queue, each answered on its event loop."""
+        while True:
+            job = self._reads.get()
+            if job is _STOP:
+                return
+            fn, snapshot, future, loop = job
+            result, error = None, None
+            try:
+                result = self._in_read_tx(fn, snapshot)
+            except BaseException as exc:  # handed to the request that asked
+                error = exc
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for this read any more
+                loop.call_soon_threadsafe(_resolve, future, result, error)
+
+    def _in_read_tx(self, fn: Callable[[SqlSession], T], snapshot: bool = True) -> T:
         session = self._reader_session()
         start = time.perf_counter()
         # One snapshot for all statements of the request (page, count, expands).
-        session.conn.execute(self.begin_read)
+        begin = snapshot or self.snapshot_always
+        if begin:
+            session.conn.execute(self.begin_read)
         try:
             return fn(session)
         finally:
-            session.conn.execute("COMMIT")
+            if begin:
+                session.conn.execute("COMMIT")
             if self.on_timing is not None:
                 self.on_timing("read", time.perf_counter() - start)
 
@@ -181,9 +206,13 @@ class ThreadedStore:
     async def read(self, plan: ReadPlan) -> Entity | Collection | None:
         return await self.run_read(lambda s: s.read(plan))
 
-    async def run_read(self, fn: Callable[[Any], T]) -> T:
+    async def run_read(self, fn: Callable[[Any], T], *, snapshot: bool = True) -> T:
+        """Run ``fn`` on a reader thread in a read transaction. ``snapshot=False``: ``fn`` runs one statement
+        (or statements that need not see the same moment), so the store may skip the transaction."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._in_read_tx, fn)
+        future: asyncio.Future[T] = loop.create_future()
+        self._reads.put((fn, snapshot, future, loop))
+        return await future
 
     # -- writing ---------------------------------------------------------------------
 
@@ -401,7 +430,10 @@ class ThreadedStore:
             self._queue.put(_STOP)
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
             self._writer = None
-        self._readers.shutdown(wait=True)
+        for _ in self._reader_threads:
+            self._reads.put(_STOP)
+        for thread in self._reader_threads:
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
         with self._lock:
             for conn in self._reader_connections:
                 conn.close()
