@@ -148,8 +148,9 @@ DeferredFn = Callable[[Tx, list[Any]], None]
 class Store(Protocol):
     async def read(self, plan: ReadPlan) -> Entity | Collection | None: ...
 
-    async def run_read(self, fn: Callable[[Tx], T], *, snapshot: bool = True) -> T:
-        """``fn`` in a read transaction; with ``snapshot=False`` it runs one statement and may run without."""
+    async def run_read(self, fn: Callable[[Tx], T], *, snapshot: bool = True, small: bool = False) -> T:
+        """``fn`` in a read transaction; with ``snapshot=False`` it runs one statement and may run without;
+        ``small``: it handles few rows (the store may try it without a thread switch)."""
         ...
 
     async def write(self, fn: Callable[[Tx], Any]) -> Any:

@@ -8,7 +8,8 @@ functions) and the SQL that differs from other databases.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from sqlalchemy.pool import NullPool
 from stadsdata.model.entities import Registry
 from stadsdata.query.ast import Bucket
 from stadsdata.store import geometry, migrations, timebucket
-from stadsdata.store.threaded import ThreadedStore
+from stadsdata.store.sql import SqlSession
+from stadsdata.store.threaded import T, ThreadedStore, TooLong
 
 
 class SQLiteDialect:
@@ -125,6 +127,23 @@ class SQLiteStore(ThreadedStore):
 
     def _in_transaction(self, conn: sqlite3.Connection) -> bool:
         return conn.in_transaction
+
+    at_once_budget = 0.002
+
+    def _bounded(self, session: SqlSession, fn: Callable[[SqlSession], T], budget: float) -> T:
+        """A progress handler interrupts SQLite once the statements have run for ``budget`` seconds, so that a
+        small read that turns out slow moves to a reader thread instead of holding up the other requests."""
+        conn = session.conn
+        deadline = time.perf_counter() + budget
+        conn.set_progress_handler(lambda: time.perf_counter() > deadline, 1000)
+        try:
+            return fn(session)
+        except sqlite3.OperationalError as exc:
+            if str(exc) == "interrupted":
+                raise TooLong from None
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest migration, all in one transaction: a crash or an error
