@@ -62,6 +62,10 @@ class ReadResult:
     data: Entity | Collection
 
 
+SMALL_PAGE = 200
+"""A read of at most this many rows (without $count, $expand or $apply) is small: see ``Store.run_read``."""
+
+
 class Service:
     def __init__(self, registry: Registry, store: Store, paging: Paging | None = None) -> None:
         self.registry = registry
@@ -116,7 +120,10 @@ class Service:
                 return data if tx.read(self._id_plan(parent, policy)) is not None else None
             return data
 
-        data = await self.store.run_read(run)
+        # Only a $count or an $expand is a second statement that must see the same moment as the page (the
+        # parent's check after an empty page may not: either answer was true when the request came).
+        small = plan.apply is None and not plan.count and not plan.expand and (plan.single or plan.top <= SMALL_PAGE)
+        data = await self.store.run_read(run, snapshot=plan.count or bool(plan.expand), small=small)
         if data is None:
             raise NotFound(f"nothing found at {path.text()}")
         return ReadResult(plan, data)

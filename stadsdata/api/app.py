@@ -10,11 +10,15 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import orjson
+from starlette._utils import get_route_path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stadsdata.access import Access, Caller, Role
 from stadsdata.access.audit import AuditLog
@@ -352,6 +356,56 @@ class Api:
         return json_response(serializer.collection(result.plan, data, next_link), headers=headers)
 
 
+class App(Starlette):
+    """Starlette, with the requests to entity paths (``/v1.1/Things…``, most of what the server
+    answers) handed straight to their handler.
+
+    They skip Starlette's routing and its exception layers (about half the time of a small request);
+    ``resources`` answers errors itself. The middleware added with ``add_middleware`` (request log,
+    audit) wraps both ways alike.
+    """
+
+    def __init__(self, resources: ASGIApp, sets: frozenset[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.resources = resources
+        self.sets = sets
+
+    def build_middleware_stack(self) -> ASGIApp:
+        error_handler = None
+        handlers: dict[Any, Any] = {}
+        for key, value in self.exception_handlers.items():
+            if key in (500, Exception):
+                error_handler = value
+            else:
+                handlers[key] = value
+        standard = ExceptionMiddleware(self.router, handlers=handlers, debug=self.debug)
+        app: ASGIApp = self._dispatch(ServerErrorMiddleware(standard, handler=error_handler, debug=self.debug))
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
+
+    def _dispatch(self, standard: ASGIApp) -> ASGIApp:
+        resources, sets, prefix = self.resources, self.sets, VERSION_PATH + "/"
+
+        async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                path = get_route_path(scope)
+                if path.startswith(prefix):
+                    rest = path[len(prefix) :]
+                    end = len(rest)
+                    for stop in ("(", "/"):
+                        at = rest.find(stop, 0, end)
+                        if at >= 0:
+                            end = at
+                    if rest[:end] in sets:
+                        scope["path_params"] = {"path": rest}
+                        await resources(scope, receive, send)
+                        return
+            await standard(scope, receive, send)
+
+        return dispatch
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """The application for ``settings``; opens (and migrates) the store."""
     settings = settings or Settings()
@@ -422,7 +476,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     # Every route takes every method, so that a wrong method gets a 405 here instead of
     # falling through to the next route that matches the path.
-    app = Starlette(
+    async def resources(scope: Scope, receive: Receive, send: Send) -> None:
+        """An entity path: the handler, with the errors answered as the exception handlers below do."""
+        request = Request(scope, receive)
+        try:
+            response = await api.resource(request)
+        except STAError as exc:
+            response = error_response(exc)
+        except ClientDisconnect:
+            return
+        except Exception as exc:
+            response = await server_error(request, exc)
+        await response(scope, receive, send)
+
+    app = App(
+        resources,
+        frozenset(t.set_name for t in registry),
         routes=[
             *web.routes(settings),  # the dashboard: /, /catalogue, /sensors, /datastreams/{id} (docs/dashboard.md)
             Route(VERSION_PATH, only(READ, api.root), methods=METHODS),

@@ -148,7 +148,10 @@ DeferredFn = Callable[[Tx, list[Any]], None]
 class Store(Protocol):
     async def read(self, plan: ReadPlan) -> Entity | Collection | None: ...
 
-    async def run_read(self, fn: Callable[[Tx], T]) -> T: ...
+    async def run_read(self, fn: Callable[[Tx], T], *, snapshot: bool = True, small: bool = False) -> T:
+        """``fn`` in a read transaction; with ``snapshot=False`` it runs one statement and may run without;
+        ``small``: it handles few rows (the store may try it without a thread switch)."""
+        ...
 
     async def write(self, fn: Callable[[Tx], Any]) -> Any:
         """Run ``fn`` in a write transaction; its result once committed. ``fn`` may be run more than once."""

@@ -150,6 +150,7 @@ class PostgresStore(ThreadedStore):
     """The PostgreSQL store; ``dsn`` is a ``postgresql://user:password@host:port/database`` URL."""
 
     begin_read = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    snapshot_always = False
 
     def __init__(self, dsn: str, registry: Registry, *, readers: int = 4, max_batch: int = 512) -> None:
         super().__init__(registry, PostgresDialect(), readers=readers, max_batch=max_batch, dialect_name="postgresql")

@@ -8,7 +8,8 @@ functions) and the SQL that differs from other databases.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from stadsdata.query.ast import Bucket
 from stadsdata.store import geometry, migrations, timebucket
 from stadsdata.store.counts import COUNTS, apply_counts
 from stadsdata.store.hours import HOURS, apply_hours
-from stadsdata.store.threaded import ThreadedStore
+from stadsdata.store.sql import SqlSession
+from stadsdata.store.threaded import T, ThreadedStore, TooLong
 
 
 class SQLiteDialect:
@@ -132,20 +134,58 @@ class SQLiteStore(ThreadedStore):
     def _in_transaction(self, conn: sqlite3.Connection) -> bool:
         return conn.in_transaction
 
+    at_once_budget = 0.002
+
+    def _bounded(self, session: SqlSession, fn: Callable[[SqlSession], T], budget: float) -> T:
+        """A progress handler interrupts SQLite once the statements have run for ``budget`` seconds, so that a
+        small read that turns out slow moves to a reader thread instead of holding up the other requests."""
+        conn = session.conn
+        deadline = time.perf_counter() + budget
+        conn.set_progress_handler(lambda: time.perf_counter() > deadline, 1000)
+        try:
+            return fn(session)
+        except sqlite3.OperationalError as exc:
+            if str(exc) == "interrupted":
+                raise TooLong from None
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
+
     def migrate(self) -> None:
-        """Create or upgrade the schema to the newest migration."""
-        engine = sqlalchemy.create_engine(f"sqlite:///{self.path}", poolclass=NullPool)
+        """Create or upgrade the schema to the newest migration, all in one transaction: a crash or an error
+        part of the way leaves the database as it was."""
+        engine = migration_engine(self.path)
         try:
             with engine.begin() as conn:
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
                 migrations.upgrade(conn)
         finally:
             engine.dispose()
 
     def schema_revision(self) -> str | None:
-        engine = sqlalchemy.create_engine(f"sqlite:///{self.path}", poolclass=NullPool)
+        engine = migration_engine(self.path)
         try:
             with engine.connect() as conn:
                 return migrations.current(conn)
         finally:
             engine.dispose()
+
+
+def migration_engine(path: str | Path) -> sqlalchemy.Engine:
+    """An engine whose transactions include DDL.
+
+    Python's sqlite3 module begins a transaction only before INSERT, UPDATE and DELETE, so CREATE and ALTER
+    would each commit on their own; here SQLAlchemy's begin is an explicit ``BEGIN IMMEDIATE`` (which also
+    keeps a second process from migrating at the same time).
+    """
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}", poolclass=NullPool)
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")  # not possible inside a transaction
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def begin(conn: sqlalchemy.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

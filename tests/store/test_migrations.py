@@ -30,7 +30,7 @@ from stadsdata.model.values import GeoValue
 from stadsdata.store import migrations
 from stadsdata.store.postgres import PostgresStore, sqlalchemy_url
 from stadsdata.store.schema import build_metadata
-from stadsdata.store.sqlite import SQLiteStore
+from stadsdata.store.sqlite import SQLiteStore, migration_engine
 from tests.conftest import POSTGRES
 
 
@@ -80,6 +80,29 @@ def test_opening_twice_is_a_no_op(tmp_path: Path) -> None:
     SQLiteStore(path, sensing_registry())
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == before
+
+
+def test_an_upgrade_that_fails_part_of_the_way_changes_nothing(tmp_path: Path) -> None:
+    """Every revision of an upgrade runs in one transaction: when a later one fails (or the process dies),
+    the earlier ones' DDL is rolled back too, and the next start upgrades from where the database was."""
+    path = tmp_path / "half.db"
+    engine = migration_engine(path)
+    with engine.begin() as conn:
+        migrations.upgrade(conn, "0004")
+    engine.dispose()
+    with sqlite3.connect(path) as raw:
+        # Revision 0005 adds a column to dead_letters; 0006 then fails on a table that is in its way.
+        raw.execute("CREATE TABLE projects (x INTEGER)")
+        raw.execute("INSERT INTO projects VALUES (1)")
+    with pytest.raises(sqlalchemy.exc.OperationalError, match="projects"):
+        SQLiteStore(path, sensing_registry())
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
+        columns = [r[1] for r in raw.execute("PRAGMA table_info(dead_letters)")]
+        assert "topic" not in columns  # 0005's ALTER was rolled back with the rest
+        raw.execute("DROP TABLE projects")
+    store = SQLiteStore(path, sensing_registry())
+    assert store.schema_revision() == migrations.head()
 
 
 @pytest.fixture
