@@ -236,6 +236,9 @@ def say(text: str) -> None:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # The first SIGTERM stops the demo; another one while it stops (a service manager or a shell sending it
+    # again) would interrupt the stopping itself, so it is ignored from now on.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
