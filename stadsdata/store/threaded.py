@@ -93,6 +93,8 @@ class ThreadedStore:
     snapshot_always = True
     """Whether a read of one statement gets a transaction of its own too (cheap in-process on SQLite; on
     PostgreSQL a statement outside a transaction is its own snapshot, and BEGIN and COMMIT cost two round trips)."""
+    at_once_budget: float | None = None
+    """Seconds a small read may take on the event loop's thread (None: every read runs on a reader thread)."""
 
     def __init__(
         self,
@@ -197,9 +199,6 @@ class ThreadedStore:
                 session.conn.execute("COMMIT")
             if self.on_timing is not None:
                 self.on_timing("read", time.perf_counter() - start)
-
-    at_once_budget: float | None = None
-    """Seconds a small read may take on the event loop's thread (None: every read runs on a reader thread)."""
 
     def _bounded(self, session: SqlSession, fn: Callable[[SqlSession], T], budget: float) -> T:
         """``fn``, whose statements raise ``_TooLong`` once they have run for ``budget`` seconds."""
