@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import tomllib
@@ -88,10 +89,20 @@ def test_serve_runs_with_the_effective_settings(tmp_path: Path, monkeypatch: pyt
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(stadsdata.api.app, "create_app", lambda settings: seen.setdefault("settings", settings))
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.setdefault("run", kw))
+
+    # The objects made while starting are left out of later garbage collections before serving begins.
+    def run(app: Any, **kw: Any) -> None:
+        seen["run"] = {**kw, "frozen": gc.get_freeze_count()}
+
+    monkeypatch.setattr(uvicorn, "run", run)
     config = _file(tmp_path, f'db = "{tmp_path / "x.db"}"\nport = 9001\nmax_top = 50\ndefault_top = 10\n')
     monkeypatch.setenv("STADSDATA_MAX_TOP", "70")
-    assert cli.main(["serve", "--config", str(config), "--host", "0.0.0.0"]) == 0
+    assert gc.get_freeze_count() == 0
+    try:
+        assert cli.main(["serve", "--config", str(config), "--host", "0.0.0.0"]) == 0
+    finally:
+        gc.unfreeze()
+    assert seen["run"]["frozen"] > 10_000
     settings = seen["settings"]
     assert (settings.port, settings.max_top, settings.default_top, settings.host) == (9001, 70, 10, "0.0.0.0")
     assert seen["run"]["port"] == 9001 and seen["run"]["host"] == "0.0.0.0"

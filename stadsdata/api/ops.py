@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import logging
 import re
 import secrets
@@ -256,6 +257,18 @@ class ReadableFormatter(logging.Formatter):
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
+
+
+def freeze_startup_objects() -> None:
+    """Leave the objects made while starting (modules, the registry, the grammar, compiled statements) out of every
+    later garbage collection.
+
+    A full collection walks every tracked object; a server's hundreds of thousands made at start never become
+    garbage, yet walking them made every second 10,000-row CreateObservations request take twice as long (a
+    request allocates enough containers to set collections off). Call it once, in the serving process only.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def configure_logging(level: str = "INFO", stream: Any = None, json_lines: bool | None = None) -> None:
