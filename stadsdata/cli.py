@@ -388,12 +388,12 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from stadsdata.api.app import create_app
-    from stadsdata.api.ops import configure_logging, freeze_startup_objects
+    from stadsdata.api.ops import configure_logging, tune_garbage_collection
 
     settings = effective(args).settings
     configure_logging(settings.log_level)
     app = create_app(settings)
-    freeze_startup_objects()
+    tune_garbage_collection()
     print(
         f"stadsdata {__version__}: SensorThings API at http://{settings.host}:{settings.port}/v1.1 "
         f"(database {redact(settings.db)})",

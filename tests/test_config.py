@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from stadsdata import cli
+from stadsdata.api import ops
 from stadsdata.config import FIELDS, env_name, load
 from stadsdata.settings import Settings, SettingsError
 
@@ -92,17 +93,19 @@ def test_serve_runs_with_the_effective_settings(tmp_path: Path, monkeypatch: pyt
 
     # The objects made while starting are left out of later garbage collections before serving begins.
     def run(app: Any, **kw: Any) -> None:
-        seen["run"] = {**kw, "frozen": gc.get_freeze_count()}
+        seen["run"] = {**kw, "frozen": gc.get_freeze_count(), "threshold": gc.get_threshold()}
 
     monkeypatch.setattr(uvicorn, "run", run)
     config = _file(tmp_path, f'db = "{tmp_path / "x.db"}"\nport = 9001\nmax_top = 50\ndefault_top = 10\n')
     monkeypatch.setenv("STADSDATA_MAX_TOP", "70")
     assert gc.get_freeze_count() == 0
+    threshold = gc.get_threshold()
     try:
         assert cli.main(["serve", "--config", str(config), "--host", "0.0.0.0"]) == 0
     finally:
         gc.unfreeze()
-    assert seen["run"]["frozen"] > 10_000
+        gc.set_threshold(*threshold)
+    assert seen["run"]["frozen"] > 10_000 and seen["run"]["threshold"][0] == ops.YOUNG_OBJECTS
     settings = seen["settings"]
     assert (settings.port, settings.max_top, settings.default_top, settings.host) == (9001, 70, 10, "0.0.0.0")
     assert seen["run"]["port"] == 9001 and seen["run"]["host"] == "0.0.0.0"

@@ -259,16 +259,24 @@ class ReadableFormatter(logging.Formatter):
         return text
 
 
-def freeze_startup_objects() -> None:
-    """Leave the objects made while starting (modules, the registry, the grammar, compiled statements) out of every
-    later garbage collection.
+YOUNG_OBJECTS = 10_000
+"""Container allocations (net) between two collections of the youngest generation; Python's default is 700."""
 
-    A full collection walks every tracked object; a server's hundreds of thousands made at start never become
-    garbage, yet walking them made every second 10,000-row CreateObservations request take twice as long (a
-    request allocates enough containers to set collections off). Call it once, in the serving process only.
+
+def tune_garbage_collection() -> None:
+    """Garbage collection for a serving process: call it once, after the application is built.
+
+    The objects made while starting (modules, the registry, the grammar, compiled statements) are frozen out of
+    every later collection: they never become garbage, yet walking them in each full collection made every second
+    10,000-row CreateObservations request take twice as long. The youngest generation is collected after
+    ``YOUNG_OBJECTS`` allocations instead of 700: a bulk request's rows are alive while it runs, and at 700 they
+    were promoted and walked again and again (over 600,000 rows in requests of 10,000: 1,729 young, 157 middle
+    and 10 full collections taking 384 ms, against 74 and 6 and none taking 56 ms).
     """
     gc.collect()
     gc.freeze()
+    _, middle, full = gc.get_threshold()
+    gc.set_threshold(YOUNG_OBJECTS, middle, full)
 
 
 def configure_logging(level: str = "INFO", stream: Any = None, json_lines: bool | None = None) -> None:
