@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import ClauseElement, bindparam, func, insert, select, update
+from sqlalchemy import ARRAY, BigInteger, ClauseElement, bindparam, func, insert, select, update
+from sqlalchemy import cast as cast_
 
 if TYPE_CHECKING:
     from stadsdata.store.base import Tx
@@ -45,28 +47,42 @@ def row_deltas(rows: Iterable[Sequence[Any]], positions: dict[str, int], sign: i
 
 
 def apply_counts(session: Tx, items: list[list[Delta]]) -> None:
-    """Add up a batch's count changes per parent and write each parent's row once."""
+    """Add up a batch's count changes per parent and write each parent's row once.
+
+    The rows are changed by one statement per parent column, sent for all parents together; a parent without a row
+    yet (its first Observations) gets one counted from its Observations.
+    """
     tx = cast("SqlSession", session)
-    totals: dict[tuple[str, int], int] = {}
+    totals: dict[str, dict[int, int]] = {}
     for deltas in items:
         for column, parent, delta in deltas:
-            key = (column, parent)
-            totals[key] = totals.get(key, 0) + delta
+            per = totals.setdefault(column, {})
+            per[parent] = per.get(parent, 0) + delta
     counts = tx.metadata.tables["observation_counts"]
     observations = tx.metadata.tables["observations"]
-    for (column, parent), delta in totals.items():
-        if delta == 0:
+    for column, per_parent in totals.items():
+        changes = [{"parent": parent, "delta": delta} for parent, delta in per_parent.items() if delta]
+
+        def add(column: str = column, arrays: bool = False) -> ClauseElement:
+            if arrays:  # UPDATE … FROM unnest(:parent, :delta)
+                unnest = func.unnest(*(cast_(bindparam(name, type_=ARRAY(BigInteger)), ARRAY(BigInteger))
+                                       for name in ("parent", "delta")))  # fmt: skip
+                given = unnest.table_valued("parent", "delta").render_derived().alias("changed")
+                parent, delta = given.c.parent, given.c.delta
+            else:
+                parent, delta = bindparam("parent"), bindparam("delta")
+            return update(counts).where(counts.c[column] == parent).values(count=counts.c["count"] + delta)
+
+        if tx.dialect.array_rows:
+            arrays = {"parent": [c["parent"] for c in changes], "delta": [c["delta"] for c in changes]}
+            changed = tx.run(("count_add", column, True), partial(add, column, True), **arrays).rowcount
+        else:
+            changed = tx.run_many(("count_add", column, False), add, changes)
+        if changed == len(changes):
             continue
 
-        def add(column: str = column) -> ClauseElement:
-            return (
-                update(counts)
-                .where(counts.c[column] == bindparam("parent"))
-                .values(count=counts.c["count"] + bindparam("delta"))
-            )
-
-        if tx.run(("count_add", column), add, parent=parent, delta=delta).rowcount:
-            continue
+        def known(column: str = column) -> ClauseElement:
+            return select(counts.c.id).where(counts.c[column] == bindparam("parent"))
 
         def fill(column: str = column) -> ClauseElement:
             parents = tx.metadata.tables[PARENT_TABLES[column]]
@@ -80,4 +96,6 @@ def apply_counts(session: Tx, items: list[list[Delta]]) -> None:
             rows = select(parents.c.id, counted).where(parents.c.id == bindparam("parent"))
             return insert(counts).from_select([column, "count"], rows)
 
-        tx.run(("count_fill", column), fill, parent=parent)
+        for change in changes:
+            if tx.run(("count_known", column), known, parent=change["parent"]).fetchone() is None:
+                tx.run(("count_fill", column), fill, parent=change["parent"])

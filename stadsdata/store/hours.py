@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     ClauseElement,
     Float,
@@ -30,7 +31,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    update,
 )
 from sqlalchemy import cast as cast_
 
@@ -126,59 +126,70 @@ def apply_hours(session: Tx, items: list[Added | Marked]) -> None:
                 t[2] += s[2]
     for ds, (lo, hi) in ranges.items():
         _recompute(tx, ds, lo, hi)
+    additions = []
     for (ds, hour), s in totals.items():
         span = ranges.get(ds)
         if span is not None and span[0] <= hour <= span[1]:
             continue  # computed from the Observations, these among them
-        _add(tx, ds, hour, s)
+        additions.append({"ds": ds, "hour": hour, "n": s[0], "intervals": s[1], "numbers": s[2], "total": s[3],
+                          "low": s[4], "high": s[5]})  # fmt: skip
+    _add(tx, additions)
 
 
-def _add(tx: SqlSession, ds: int, hour: int, s: Summary) -> None:
-    hours = tx.metadata.tables["observation_hours"]
-    numbers = bool(s[2])
+_ADDED = (
+    ("ds", BigInteger),
+    ("hour", BigInteger),
+    ("n", BigInteger),
+    ("intervals", BigInteger),
+    ("numbers", BigInteger),
+    ("total", Float),
+    ("low", Float),
+    ("high", Float),
+)
+"""The values of an addition to an hour's summary, in the order of the table's columns."""
 
-    def change() -> ClauseElement:
-        c = hours.c
-        values: dict[str, Any] = {
-            "count": c["count"] + bindparam("n"),
-            "intervals": c.intervals + bindparam("intervals"),
-        }
-        if numbers:
-            low, high = bindparam("low", type_=Float), bindparam("high", type_=Float)
-            values |= {
-                "numbers": c.numbers + bindparam("numbers"),
-                "sum": func.coalesce(c.sum, 0.0) + bindparam("total", type_=Float),
-                "min": case((c.min.is_(None), low), (low < c.min, low), else_=c.min),
-                "max": case((c.max.is_(None), high), (high > c.max, high), else_=c.max),
-            }
-        return update(hours).where(c.datastream_id == bindparam("ds"), c.hour == bindparam("hour")).values(values)
 
-    params = {"ds": ds, "hour": hour, "n": s[0], "intervals": s[1]}
-    if numbers:
-        params |= {"numbers": s[2], "total": s[3], "low": s[4], "high": s[5]}
-    if tx.run(("hours_add", numbers), change, **params).rowcount:
+def _add(tx: SqlSession, additions: list[dict[str, Any]]) -> None:
+    """Add summaries of new Observations to their hours, in one statement for all of them (over arrays, or sent
+    once per hour where statements cost no round trip): an hour's row is inserted, or added to when it exists. A
+    batch of a city's sensors touches thousands of hours."""
+    if not additions:
         return
+    hours = tx.metadata.tables["observation_hours"]
+    streams = tx.metadata.tables["datastreams"]
 
-    def new() -> ClauseElement:
-        streams = tx.metadata.tables["datastreams"]
-        columns = [
-            streams.c.id,
-            _typed("hour", BigInteger),
-            _typed("n", BigInteger),
-            _typed("intervals", BigInteger),
-            _typed("numbers", BigInteger),
-            _typed("total", Float),
-            _typed("low", Float),
-            _typed("high", Float),
-        ]
-        # Only for a Datastream that still exists (it may have been deleted later in the batch).
-        rows = select(*columns).where(streams.c.id == bindparam("ds"))
+    def upsert(arrays: bool) -> ClauseElement:
+        if arrays:
+            unnest = func.unnest(*(cast_(bindparam(name, type_=ARRAY(t)), ARRAY(t)) for name, t in _ADDED))
+            given = unnest.table_valued(*(name for name, _ in _ADDED)).render_derived().alias("added")
+            values = [given.c[name] for name, _ in _ADDED[1:]]
+            # Only for a Datastream that still exists (it may have been deleted later in the batch).
+            rows = select(streams.c.id, *values).join_from(given, streams, streams.c.id == given.c.ds)
+        else:
+            rows = select(streams.c.id, *(_typed(name, t) for name, t in _ADDED[1:])).where(
+                streams.c.id == bindparam("ds")
+            )
         names = ["datastream_id", "hour", "count", "intervals", "numbers", "sum", "min", "max"]
-        return insert(hours).from_select(names, rows)
+        stmt = tx.dialect.conflict_insert(hours).from_select(names, rows)
+        c, new = hours.c, stmt.excluded
+        upserted: ClauseElement = stmt.on_conflict_do_update(
+            index_elements=[c.datastream_id, c.hour],
+            set_={
+                "count": c["count"] + new["count"],
+                "intervals": c.intervals + new.intervals,
+                "numbers": c.numbers + new.numbers,
+                # Without numeric results a summary's sum, min and max are NULL, on either side.
+                "sum": case((new.sum.is_(None), c.sum), (c.sum.is_(None), new.sum), else_=c.sum + new.sum),
+                "min": case((c.min.is_(None), new.min), (new.min < c.min, new.min), else_=c.min),
+                "max": case((c.max.is_(None), new.max), (new.max > c.max, new.max), else_=c.max),
+            },
+        )
+        return upserted
 
-    params = {"ds": ds, "hour": hour, "n": s[0], "intervals": s[1], "numbers": s[2], "total": s[3], "low": s[4],
-              "high": s[5]}  # fmt: skip
-    tx.run(("hours_new",), new, **params)
+    if tx.dialect.array_rows:
+        tx.run(("hours_add", True), lambda: upsert(True), **{name: [a[name] for a in additions] for name, _ in _ADDED})
+    else:
+        tx.run_many(("hours_add", False), lambda: upsert(False), additions)
 
 
 def _typed(name: str, type_: Any) -> Any:

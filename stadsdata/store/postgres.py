@@ -42,6 +42,7 @@ class PostgresDialect:
     bbox_prefilter = False  # the GiST index on the geometry columns does that
     lateral = True
     lateral_expand = True  # one statement for all parents: each statement is a round trip
+    array_rows = True
     # Room to sort or hash a year of a Datastream's rows in memory (the default 4 MB spills them to disk, which
     # doubles the time of hourly means over a year); for the read transaction of a $apply only.
     aggregate_setup: str | None = "SET LOCAL work_mem = '32MB'"
@@ -72,8 +73,8 @@ class PostgresDialect:
         """1-based position of ``part`` in ``text``, 0 when absent."""
         return func.strpos(text, part)
 
-    def insert_ignore(self, table: Table) -> Any:
-        return sa_pg.insert(table).on_conflict_do_nothing()
+    def conflict_insert(self, table: Table) -> Any:
+        return sa_pg.insert(table)
 
     def estimate_rows(self, conn: Any, sql: str, params: Any) -> int | None:
         """The planner's row estimate (from the table statistics that autovacuum keeps)."""

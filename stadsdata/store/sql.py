@@ -52,10 +52,17 @@ class SqlStoreDialect(SqlDialect, Protocol):
     """Expand all parents in one statement (unnest(ids) CROSS JOIN LATERAL page), where each statement
     is a round trip to a server; an embedded database runs one cheap statement per parent instead."""
 
+    array_rows: bool
+    """Write many rows' bookkeeping (hourly summaries, counts) in one statement over array parameters (unnest),
+    where each statement costs a round trip and the client's work per statement; an embedded database runs one
+    cheap statement per row instead."""
+
     aggregate_setup: str | None
     """A statement run before a ``$apply`` query in its transaction (e.g. more memory for its grouping)."""
 
-    def insert_ignore(self, table: Table) -> Any: ...
+    def conflict_insert(self, table: Table) -> Any:
+        """The dialect's INSERT into ``table``, which has ``on_conflict_do_nothing`` and ``on_conflict_do_update``."""
+        ...
 
     def estimate_rows(self, conn: Any, sql: str, params: Any) -> int | None:
         """The planner's estimate of the rows ``sql`` returns, or None when the database has none."""
@@ -477,6 +484,19 @@ class SqlSession:
         sql, params = self.prepared(key, build)
         return self.conn.execute(sql, params(values))
 
+    def run_many(self, key: tuple[Any, ...], build: Callable[[], ClauseElement], rows: Sequence[dict[str, Any]]) -> int:
+        """``run`` once per row of values, sent together (psycopg pipelines them: no round trip per row); returns
+        the number of rows the statements changed."""
+        if not rows:
+            return 0
+        sql, params = self.prepared(key, build)
+        cur = self.conn.cursor()
+        try:
+            cur.executemany(sql, [params(values) for values in rows])
+            return int(cur.rowcount)
+        finally:
+            cur.close()
+
     def update(self, entity: EntityType, id: int, props: dict[str, Any], fks: dict[str, int | None]) -> None:
         self._written(entity.table)
         values = codec.encode(entity, props)
@@ -600,8 +620,10 @@ class SqlSession:
         table = self.metadata.tables[link.table]
 
         def build() -> Any:
-            return self.dialect.insert_ignore(table).values(
-                {link.source_column: bindparam("source"), link.target_column: bindparam("target")}
+            return (
+                self.dialect.conflict_insert(table)
+                .values({link.source_column: bindparam("source"), link.target_column: bindparam("target")})
+                .on_conflict_do_nothing()
             )
 
         self.run(("link", link.table), build, source=source, target=target)
@@ -658,8 +680,10 @@ class SqlSession:
         table = self.metadata.tables["ingest_keys"]
 
         def build() -> Any:
-            return self.dialect.insert_ignore(table).values(
-                source=bindparam("source"), key=bindparam("msg_key"), received=bindparam("received")
+            return (
+                self.dialect.conflict_insert(table)
+                .values(source=bindparam("source"), key=bindparam("msg_key"), received=bindparam("received"))
+                .on_conflict_do_nothing()
             )
 
         cur = self.run(("claim",), build, source=source, msg_key=key, received=received)

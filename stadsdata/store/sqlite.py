@@ -38,6 +38,7 @@ class SQLiteDialect:
     bbox_prefilter = True  # geometry predicates are Python functions: test the bounding boxes first
     lateral = False
     lateral_expand = False  # a statement per parent costs no round trip on an embedded database
+    array_rows = False
     aggregate_setup: str | None = None
 
     def json_as(self, member: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
@@ -50,8 +51,8 @@ class SQLiteDialect:
         # SQLite's own null order already is: first when ascending, last when descending.
         return column.desc() if descending else column.asc()
 
-    def insert_ignore(self, table: Table) -> Any:
-        return sa_sqlite.insert(table).on_conflict_do_nothing()
+    def conflict_insert(self, table: Table) -> Any:
+        return sa_sqlite.insert(table)
 
     def estimate_rows(self, conn: Any, sql: str, params: Any) -> int | None:
         return None  # SQLite's planner keeps no row estimates to ask for: counts are exact
