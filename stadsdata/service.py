@@ -586,15 +586,27 @@ class _Writer:
             return
         storage = self.registry.storage(rel)
         if isinstance(storage, FkOnSource):
-            tx.update(entity, id_, {}, {storage.column: target_ids[-1]})
+            self.set_key(entity, id_, storage.column, target_ids[-1])
         elif isinstance(storage, FkOnTarget):
             for target in target_ids:
-                tx.update(self.registry.target(rel), target, {}, {storage.column: id_})
+                self.set_key(self.registry.target(rel), target, storage.column, id_)
         else:
             if replace:
                 tx.unlink(storage, id_)
             for target in target_ids:
                 tx.link(storage, id_, target)
+
+    def set_key(self, entity: EntityType, id_: int, column: str, target: int) -> None:
+        """Point foreign key ``column`` of ``id_`` at ``target``. An Observation that moves to another
+        (Multi)Datastream or FeatureOfInterest has the times and area of its parents before and after computed
+        again."""
+        before = self.tx.get(entity, id_) if entity is OBSERVATION else None
+        self.tx.update(entity, id_, {}, {column: target})
+        if before is not None:
+            after = self.tx.get(entity, id_)
+            assert after is not None
+            self.tx.defer(RECOMPUTE_DATASTREAM, self.rules.parent_of(before.links))
+            self.tx.defer(RECOMPUTE_DATASTREAM, self.rules.parent_of(after.links))
 
     def update(self, entity: EntityType, id_: int, inp: EntityInput, *, put: bool) -> None:
         tx = self.tx
@@ -642,7 +654,7 @@ class _Writer:
                     if isinstance(item, Ref):
                         self.resolve(item)
                         self.check.changing(item.entity, item.id)
-                        tx.update(item.entity, item.id, {}, {storage.column: id_})
+                        self.set_key(item.entity, item.id, storage.column, id_)
                     else:
                         self.create(item, (inverse, id_))
             else:

@@ -318,6 +318,9 @@ class Rules:
         if entity_name == OBSERVED_PROPERTY.name:
             # A MultiDatastream without one of its ObservedProperties would no longer match its results.
             return tx.related_ids(OBSERVED_PROPERTY, id, _rel(OBSERVED_PROPERTY, "MultiDatastreams"))
+        if entity_name == FEATURE_OF_INTEREST.name:
+            # Its Observations go with it: the times and area of their (Multi)Datastreams change.
+            return [(DATASTREAM if c == "datastream_id" else MULTI_DATASTREAM, p) for c, p in tx.feature_parents(id)]
         return None
 
     @staticmethod
@@ -335,6 +338,9 @@ class Rules:
                     tx.delete(HISTORICAL_LOCATION, hl)
         elif entity_name == OBSERVATION.name and memo is not None:
             tx.defer(RECOMPUTE_DATASTREAM, memo)
+        elif entity_name == FEATURE_OF_INTEREST.name:
+            for parent in memo:
+                tx.defer(RECOMPUTE_DATASTREAM, parent)
         elif entity_name == OBSERVED_PROPERTY.name:
             for mds in memo:
                 tx.delete(MULTI_DATASTREAM, mds)

@@ -116,6 +116,10 @@ class Tx(Protocol):
 
     def observation_extent(self, column: str, datastream_id: int) -> tuple[Any, Any, Any, Any, list[int]]: ...
 
+    def feature_parents(self, feature_id: int) -> list[tuple[str, int]]:
+        """(parent column, parent id) of the Datastreams and MultiDatastreams with Observations of a feature."""
+        ...
+
     def claim(self, source: str, key: str, received: int) -> bool:
         """Record that the message ``key`` of ``source`` is committed with this transaction; False if it was before."""
         ...

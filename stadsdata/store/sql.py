@@ -674,6 +674,18 @@ class SqlSession:
         fois = self.fetch(select(obs.c.feature_of_interest_id).where(obs.c[column] == datastream_id).distinct())
         return row[0], row[1], row[2], row[3], [r[0] for r in fois]
 
+    def feature_parents(self, feature_id: int) -> list[tuple[str, int]]:
+        """(parent column, parent id) of every Datastream and MultiDatastream with Observations of the
+        FeatureOfInterest ``feature_id``."""
+        obs = self.metadata.tables["observations"]
+
+        def build() -> ClauseElement:
+            parents = [obs.c[c] for c in PARENT_COLUMNS]
+            return select(*parents).where(obs.c.feature_of_interest_id == bindparam("pk")).distinct()
+
+        rows = self.run(("feature_parents",), build, pk=feature_id).fetchall()
+        return [(c, p) for row in rows for c, p in zip(PARENT_COLUMNS, row, strict=True) if p is not None]
+
     # -- ingestion bookkeeping ---------------------------------------------------------
 
     def claim(self, source: str, key: str, received: int) -> bool:

@@ -426,6 +426,50 @@ def test_observation_moved_to_other_datastream_updates_both(client: TestClient) 
     assert second["observedArea"] is not None
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("PATCH", "Datastreams(2)", {"Observations": [{"@iot.id": 2}]}),  # from the Datastream's side
+        ("POST", "Datastreams(2)/Observations/$ref", {"@iot.id": 2}),
+        ("PUT", "Observations(2)/Datastream/$ref", {"@iot.id": 2}),
+    ],
+)
+def test_observation_moved_by_a_link_updates_both(client: TestClient, method: str, path: str, body: Any) -> None:
+    setup_thing(client)
+    post(client, "Things(1)/Datastreams", f.datastream("d2", Sensor={"@iot.id": 1}, ObservedProperty={"@iot.id": 1}))
+    post(client, "Observations", obs(1, phenomenonTime="2026-01-01T00:00:00Z"))
+    post(client, "Observations", obs(2, phenomenonTime="2026-01-05T00:00:00Z"))
+    r = client.request(method, url(path), json=body)
+    assert r.status_code in (200, 204), r.text
+    assert ids(client, "Datastreams(2)/Observations") == [2]
+    first, second = get(client, "Datastreams(1)"), get(client, "Datastreams(2)")
+    assert [parse_time(t) for t in first["phenomenonTime"].split("/")] == [datetime(2026, 1, 1, tzinfo=UTC)] * 2
+    assert [parse_time(t) for t in second["phenomenonTime"].split("/")] == [datetime(2026, 1, 5, tzinfo=UTC)] * 2
+    assert second["observedArea"] is not None
+
+
+def test_feature_of_interest_changes_update_the_datastream(client: TestClient) -> None:
+    """Deleting a FeatureOfInterest deletes its Observations; moving one to another feature moves the area."""
+    setup_thing(client)
+    far = post(client, "FeaturesOfInterest", {**FEATURE, "feature": OTHER_POINT})["@iot.id"]
+    post(client, "Observations", obs(1, phenomenonTime="2026-01-01T00:00:00Z"))  # at the Location's feature
+    post(client, "Observations", obs(2, phenomenonTime="2026-01-05T00:00:00Z", FeatureOfInterest={"@iot.id": far}))
+    ds = get(client, "Datastreams(1)")
+    assert ds["observedArea"]["type"] == "Polygon"  # the box around both points
+    near = get(client, "Observations(1)/FeatureOfInterest")["@iot.id"]
+    patch(client, f"FeaturesOfInterest({far})", {"Observations": [{"@iot.id": 1}]})  # both at the far point now
+    assert get(client, "Datastreams(1)")["observedArea"] == OTHER_POINT
+    patch(client, f"FeaturesOfInterest({near})", {"Observations": [{"@iot.id": 1}]})
+    delete(client, f"FeaturesOfInterest({far})")
+    ds = get(client, "Datastreams(1)")
+    assert ids(client, "Datastreams(1)/Observations") == [1]
+    assert [parse_time(t) for t in ds["phenomenonTime"].split("/")] == [datetime(2026, 1, 1, tzinfo=UTC)] * 2
+    assert ds["observedArea"] == f.POINT
+    delete(client, f"FeaturesOfInterest({near})")
+    ds = get(client, "Datastreams(1)")
+    assert ds["phenomenonTime"] is None and ds["observedArea"] is None
+
+
 def test_changed_location_geometry_gives_new_derived_feature(client: TestClient) -> None:
     setup_thing(client)
     post(client, "Observations", obs(1))
