@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
+from stadsdata.model.entities import sensing_registry
 from stadsdata.model.values import to_micros
 from stadsdata.store import functions
+from stadsdata.store.postgres import PostgresStore
 from tests import fixtures as f
+from tests.conftest import POSTGRES
 
 
 def _city(client: TestClient, n: int) -> None:
@@ -52,3 +57,22 @@ def test_now_is_the_time_of_each_request(client: TestClient, monkeypatch: pytest
     later = to_micros(dt.datetime(2031, 1, 1, tzinfo=dt.UTC))
     monkeypatch.setattr(functions, "now_micros", lambda: later)
     assert client.get(url).json()["@iot.count"] == 3
+
+
+@pytest.mark.skipif(POSTGRES is None, reason="STADSDATA_TEST_POSTGRES is not set (scripts/test.sh sets it)")
+def test_postgres_plans_each_read_for_its_values_but_not_the_writes(postgres_database: str) -> None:
+    """Readers plan each execution for its own parameters (a generic plan of a Datastream's Observations by id walks
+    the whole primary key); the writer does not, since there PostgreSQL would also plan the foreign key checks of
+    every row again (twice the time of a bulk insert)."""
+    store = PostgresStore(postgres_database, sensing_registry())
+
+    def mode(tx: Any) -> str:
+        return str(tx.conn.execute("SHOW plan_cache_mode").fetchone()[0])
+
+    async def both() -> tuple[str, str]:
+        try:
+            return await store.run_read(mode), await store.write(mode)
+        finally:
+            await store.close()
+
+    assert asyncio.run(both()) == ("force_custom_plan", "auto")
