@@ -210,6 +210,9 @@ class SqlSession:
         """Lookups a write transaction repeats for every unit of a batch (does Datastream 7 exist, which
         FeatureOfInterest does its Thing's Location give), remembered until anything but an Observation is
         written, the transaction ends or a unit is rolled back (``forget``)."""
+        self.inserted: dict[tuple[str, int], Entity] = {}
+        """New rows as their inserts returned them, by (table, id), each for one ``get``: the read that answers a
+        create. Dropped when the row is changed, when anything is deleted (deletes cascade), and with ``memo``."""
 
     # -- execution ------------------------------------------------------------------
 
@@ -231,6 +234,7 @@ class SqlSession:
     def forget(self) -> None:
         """Drop what ``memo`` holds: it may describe rows a rollback undid, or rows a write changed."""
         self.memo.clear()
+        self.inserted.clear()
 
     def _written(self, table: str) -> None:
         if table != "observations":  # no lookup in the memo depends on Observation rows
@@ -238,6 +242,7 @@ class SqlSession:
 
     def execute(self, stmt: ClauseElement) -> int:
         self.memo.clear()
+        self.inserted.clear()
         sql, params = self._compile(stmt)
         return self.conn.execute(sql, params(None)).rowcount  # type: ignore[no-any-return]
 
@@ -424,8 +429,11 @@ class SqlSession:
         self._written(entity.table)
         values = codec.encode(entity, props)
         values.update(fks)
-        sql, params = self._insert_sql(entity.table, tuple(values))
+        shape = self.shape(entity, None)
+        sql, params = self._insert_sql(entity.table, tuple(values), shape)
         row = self.conn.execute(sql, params(values)).fetchone()
+        # The new row as stored, for the read of it that answers the request (one statement less per create).
+        self.inserted[(entity.table, row[0])] = shape.decode(row)
         if self.counting and entity.table == "observations":
             self.defer(COUNTS, [(c, values[c], 1) for c in PARENT_COLUMNS if values.get(c) is not None])
             if self.summing:
@@ -459,13 +467,15 @@ class SqlSession:
                 )
         return ids
 
-    def _insert_sql(self, table_name: str, columns: tuple[str, ...]) -> Compiled:
-        """INSERT … RETURNING id, compiled once per table and column set (the hot path of ingestion)."""
+    def _insert_sql(self, table_name: str, columns: tuple[str, ...], shape: EntityShape) -> Compiled:
+        """INSERT … RETURNING the row (``shape``'s columns, id first), compiled once per table and column set
+        (the hot path of ingestion)."""
         key = ("insert", table_name, columns)
         found = self.statements.get(key)
         if found is None:
             table = self.metadata.tables[table_name]
-            stmt = insert(table).values({c: bindparam(c) for c in columns}).returning(table.c.id)
+            returned = [table.c[c] for c in shape.columns]
+            stmt = insert(table).values({c: bindparam(c) for c in columns}).returning(*returned)
             found = self.statements[key] = compile_statement(stmt, self.dialect.sa_dialect)
         return found
 
@@ -499,6 +509,7 @@ class SqlSession:
 
     def update(self, entity: EntityType, id: int, props: dict[str, Any], fks: dict[str, int | None]) -> None:
         self._written(entity.table)
+        self.inserted.pop((entity.table, id), None)
         values = codec.encode(entity, props)
         values.update(fks)
         if values:
@@ -535,6 +546,7 @@ class SqlSession:
 
     def delete(self, entity: EntityType, id: int) -> bool:
         self._written(entity.table)
+        self.inserted.clear()  # its cascades may delete other new rows
         table = self.table(entity)
         if self.counting and entity.table == "observations":
             # The deleted row's parents and time, in the same statement.
@@ -589,6 +601,9 @@ class SqlSession:
         return bool(found)
 
     def get(self, entity: EntityType, id: int) -> Entity | None:
+        inserted = self.inserted.pop((entity.table, id), None)
+        if inserted is not None:  # once: the caller may change the Entity it gets
+            return inserted
         shape = self.shape(entity, None)
         table = self.table(entity)
 
