@@ -495,8 +495,9 @@ class SqlSession:
         return self.conn.execute(sql, params(values))
 
     def run_many(self, key: tuple[Any, ...], build: Callable[[], ClauseElement], rows: Sequence[dict[str, Any]]) -> int:
-        """``run`` once per row of values, sent together (psycopg pipelines them: no round trip per row); returns
-        the number of rows the statements changed."""
+        """``run`` once per row of values, in one ``executemany``; returns the number of rows the statements changed.
+        For an embedded database, where a statement costs no round trip (a server's dialect takes arrays instead,
+        ``array_rows``)."""
         if not rows:
             return 0
         sql, params = self.prepared(key, build)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -195,32 +195,37 @@ def _kept_counts(rows: list[Any]) -> dict[tuple[str, int], int]:
     return out
 
 
+def _upgrade_fills_counts_and_hours(
+    open_store: Callable[[], Any], engine: sqlalchemy.Engine, query: Callable[[str], list[Any]]
+) -> None:
+    """Down to 0006 and up again on the store's next start: the counts and summaries are those of the rows."""
+    expected = _counted_city(open_store())
+    with engine.begin() as conn:
+        command.downgrade(migrations.config(conn), "0006")
+        assert "observation_counts" not in sqlalchemy.inspect(conn).get_table_names()
+    engine.dispose()
+    open_store()
+    rows = query("SELECT datastream_id, multi_datastream_id, count FROM observation_counts")
+    assert _kept_counts(rows) == expected
+    assert query(HOURS) == EXPECTED_HOURS
+
+
 def test_upgrade_counts_the_observations_there_are(tmp_path: Path) -> None:
     """Revisions 0007 and 0008 fill the Observation counts and hourly summaries from the rows of a database that had
     neither."""
     path = tmp_path / "counts.db"
-    expected = _counted_city(SQLiteStore(path, sensing_registry()))
-    engine = _engine(path)
-    with engine.begin() as conn:
-        command.downgrade(migrations.config(conn), "0006")
-        assert "observation_counts" not in sqlalchemy.inspect(conn).get_table_names()
-    engine.dispose()
-    SQLiteStore(path, sensing_registry())
-    with sqlite3.connect(path) as raw:
-        rows = raw.execute("SELECT datastream_id, multi_datastream_id, count FROM observation_counts").fetchall()
-        assert _kept_counts(rows) == expected
-        assert raw.execute(HOURS).fetchall() == EXPECTED_HOURS
+
+    def query(sql: str) -> list[Any]:
+        with sqlite3.connect(path) as raw:
+            return raw.execute(sql).fetchall()
+
+    _upgrade_fills_counts_and_hours(lambda: SQLiteStore(path, sensing_registry()), _engine(path), query)
 
 
 def test_postgres_upgrade_counts_the_observations_there_are(scratch_postgres: str) -> None:
-    expected = _counted_city(PostgresStore(scratch_postgres, sensing_registry()))
+    def query(sql: str) -> list[Any]:
+        with psycopg.connect(scratch_postgres) as conn:
+            return conn.execute(sql).fetchall()
+
     engine = sqlalchemy.create_engine(sqlalchemy_url(scratch_postgres), poolclass=NullPool)
-    with engine.begin() as conn:
-        command.downgrade(migrations.config(conn), "0006")
-        assert "observation_counts" not in sqlalchemy.inspect(conn).get_table_names()
-    engine.dispose()
-    PostgresStore(scratch_postgres, sensing_registry())
-    with psycopg.connect(scratch_postgres) as conn:
-        rows = conn.execute("SELECT datastream_id, multi_datastream_id, count FROM observation_counts").fetchall()
-        assert _kept_counts(rows) == expected
-        assert conn.execute(HOURS).fetchall() == EXPECTED_HOURS
+    _upgrade_fills_counts_and_hours(lambda: PostgresStore(scratch_postgres, sensing_registry()), engine, query)
