@@ -187,7 +187,7 @@ def _add(tx: SqlSession, additions: list[dict[str, Any]]) -> None:
         return upserted
 
     if tx.dialect.array_rows:
-        tx.run(("hours_add", True), lambda: upsert(True), **{name: [a[name] for a in additions] for name, _ in _ADDED})
+        tx.send(("hours_add", True), lambda: upsert(True), **{name: [a[name] for a in additions] for name, _ in _ADDED})
     else:
         tx.run_many(("hours_add", False), lambda: upsert(False), additions)
 

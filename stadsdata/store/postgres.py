@@ -28,6 +28,7 @@ from stadsdata.query.ast import Bucket
 from stadsdata.store import migrations
 from stadsdata.store.counts import COUNTS, apply_counts
 from stadsdata.store.hours import HOURS, apply_hours
+from stadsdata.store.pipeline import PipelinedConnection, take_ids
 from stadsdata.store.threaded import ThreadedStore
 
 
@@ -89,10 +90,7 @@ class PostgresDialect:
         """COPY the rows in, with ids taken from the table's sequence beforehand."""
         if not rows:
             return []
-        seq = conn.execute("SELECT pg_get_serial_sequence(%s, 'id')", (table.name,)).fetchone()[0]
-        ids = [
-            r[0] for r in conn.execute("SELECT nextval(%s) FROM generate_series(1, %s)", (seq, len(rows))).fetchall()
-        ]
+        ids = take_ids(conn, table.name, len(rows))
         names = ", ".join(f'"{c}"' for c in ("id", *columns))
         with conn.cursor() as cur, cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
             for new_id, row in zip(ids, rows, strict=True):
@@ -160,7 +158,8 @@ class PostgresStore(ThreadedStore):
         self.register_deferred(HOURS, apply_hours)
         self.migrate()
 
-    def _connect(self, *, write: bool) -> psycopg.Connection[Any]:
+    def _connect(self, *, write: bool) -> Any:
+        """A reader's connection, or the writer's, which sends what it need not wait for (``pipeline``)."""
         conn = psycopg.connect(self.dsn, autocommit=True)
         # No JIT: it compiles for 50–100 ms whenever the planner's estimate passes jit_above_cost, which
         # aggregations over a large table do, while these queries run in milliseconds without it.
@@ -176,10 +175,10 @@ class PostgresStore(ThreadedStore):
         # JSON columns are read as their text, as from SQLite; the codec parses them.
         conn.adapters.register_loader("jsonb", TextLoader)
         conn.adapters.register_loader("json", TextLoader)
-        return conn
+        return PipelinedConnection(conn) if write else conn
 
-    def _in_transaction(self, conn: psycopg.Connection[Any]) -> bool:
-        return conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+    def _in_transaction(self, conn: Any) -> bool:
+        return bool(conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE)
 
     def _engine(self) -> sqlalchemy.Engine:
         return sqlalchemy.create_engine(sqlalchemy_url(self.dsn), poolclass=NullPool)

@@ -38,6 +38,7 @@ from stadsdata.store.base import Collection, DeadLetter, Entity
 from stadsdata.store.compile import PARENT_ID, Compiler, SqlDialect
 from stadsdata.store.counts import COUNTS, PARENT_COLUMNS, row_deltas
 from stadsdata.store.hours import HOURS
+from stadsdata.store.pipeline import PipelinedConnection
 
 _KEYS = (*PARENT_COLUMNS, "phenomenon_time_start")
 """What an Observation counts for: its parents (``counts.py``) and, with the first, its hour (``hours.py``)."""
@@ -178,6 +179,20 @@ class EntityShape:
         self.columns = ["id", *prop_cols, *(col for _, col in self.fks)]
 
 
+class _Returned:
+    """The row a sent INSERT … RETURNING gives, fetched when it is first read."""
+
+    __slots__ = ("cursor", "shape")
+
+    def __init__(self, shape: EntityShape, cursor: Any) -> None:
+        self.shape = shape
+        self.cursor = cursor
+
+    def entity(self) -> Entity:
+        found: Entity = self.shape.decode(self.cursor.fetchone())
+        return found
+
+
 class SqlSession:
     """One connection's worth of reading and writing."""
 
@@ -210,9 +225,13 @@ class SqlSession:
         """Lookups a write transaction repeats for every unit of a batch (does Datastream 7 exist, which
         FeatureOfInterest does its Thing's Location give), remembered until anything but an Observation is
         written, the transaction ends or a unit is rolled back (``forget``)."""
-        self.inserted: dict[tuple[str, int], Entity] = {}
+        self.inserted: dict[tuple[str, int], Entity | _Returned] = {}
         """New rows as their inserts returned them, by (table, id), each for one ``get``: the read that answers a
         create. Dropped when the row is changed, when anything is deleted (deletes cascade), and with ``memo``."""
+        self.pipelined = isinstance(conn, PipelinedConnection)
+        """Whether statements whose outcome is not needed at once are sent without waiting (``pipeline.py``)."""
+        self.units = 1
+        """How many units the writer's current batch has: a pipelined insert takes that many ids ahead."""
 
     # -- execution ------------------------------------------------------------------
 
@@ -230,6 +249,31 @@ class SqlSession:
     def scalar(self, stmt: ClauseElement) -> Any:
         rows = self.fetch(stmt)
         return rows[0][0] if rows else None
+
+    def send(self, key: tuple[Any, ...], build: Callable[[], ClauseElement], **values: Any) -> None:
+        """``run`` a statement whose outcome nobody waits for: pipelined, it goes out with the next ones."""
+        sql, params = self.prepared(key, build)
+        if self.pipelined:
+            self.conn.send(sql, params(values))
+        else:
+            self.conn.execute(sql, params(values))
+
+    def send_text(self, sql: str) -> None:
+        """``send`` a statement without parameters (COMMIT)."""
+        if self.pipelined:
+            self.conn.send(sql)
+        else:
+            self.conn.execute(sql)
+
+    def flush(self) -> None:
+        """Wait for what was sent; raise the error of a sent statement that failed."""
+        if self.pipelined:
+            self.conn.flush()
+
+    def discard(self) -> None:
+        """After a failure: stop waiting for what was sent (the transaction is rolled back)."""
+        if self.pipelined:
+            self.conn.discard()
 
     def forget(self) -> None:
         """Drop what ``memo`` holds: it may describe rows a rollback undid, or rows a write changed."""
@@ -430,16 +474,22 @@ class SqlSession:
         values = codec.encode(entity, props)
         values.update(fks)
         shape = self.shape(entity, None)
-        sql, params = self._insert_sql(entity.table, tuple(values), shape)
-        row = self.conn.execute(sql, params(values)).fetchone()
         # The new row as stored, for the read of it that answers the request (one statement less per create).
-        self.inserted[(entity.table, row[0])] = shape.decode(row)
+        if self.pipelined:  # sent with an id taken ahead; its row is fetched when it is read
+            new_id = values["id"] = self.conn.next_id(entity.table, self.units)
+            sql, params = self._insert_sql(entity.table, tuple(values), shape)
+            self.inserted[(entity.table, new_id)] = _Returned(shape, self.conn.send(sql, params(values)))
+        else:
+            sql, params = self._insert_sql(entity.table, tuple(values), shape)
+            row = self.conn.execute(sql, params(values)).fetchone()
+            new_id = row[0]
+            self.inserted[(entity.table, new_id)] = shape.decode(row)
         if self.counting and entity.table == "observations":
             self.defer(COUNTS, [(c, values[c], 1) for c in PARENT_COLUMNS if values.get(c) is not None])
             if self.summing:
                 summary = tuple(values.get(c) for c in _SUMMED)
                 self.defer(HOURS, hours.added([summary], 0, 1, 2, 3, 4))
-        return int(row[0])
+        return int(new_id)
 
     def insert_many(
         self, entity: EntityType, names: tuple[str, ...], fk_columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
@@ -521,7 +571,7 @@ class SqlSession:
             def build() -> ClauseElement:
                 return update(table).where(table.c.id == bindparam("pk")).values({c: bindparam(c) for c in values})
 
-            self.run(("update", entity.table, tuple(values)), build, pk=id, **values)
+            self.send(("update", entity.table, tuple(values)), build, pk=id, **values)
             if before is not None:
                 self._moved(before, tuple(values.get(c, old) for c, old in zip(_KEYS, before, strict=True)))
 
@@ -604,7 +654,7 @@ class SqlSession:
     def get(self, entity: EntityType, id: int) -> Entity | None:
         inserted = self.inserted.pop((entity.table, id), None)
         if inserted is not None:  # once: the caller may change the Entity it gets
-            return inserted
+            return inserted if isinstance(inserted, Entity) else inserted.entity()
         shape = self.shape(entity, None)
         table = self.table(entity)
 

@@ -302,7 +302,9 @@ class ThreadedStore:
                     self._run_deferred(session, session.deferred)
                     if isinstance(result, Finish):
                         result = result.fn(session)
+                    session.flush()
                 except BaseException as exc:  # noqa: BLE001 - delivered to the caller
+                    session.discard()
                     session.conn.execute("ROLLBACK TO sub")
                     session.conn.execute("RELEASE sub")
                     session.deferred.clear()
@@ -343,6 +345,7 @@ class ThreadedStore:
                     result = result.fn(session)
                 conn.execute("COMMIT")
             except BaseException:
+                session.discard()
                 conn.execute("ROLLBACK")
                 raise
             return result
@@ -412,6 +415,7 @@ class ThreadedStore:
         deferred: list[tuple[str, Any]] = []
         try:
             session.forget()
+            session.units = len(batch)
             conn.execute(self.begin_write)
             for unit in batch:
                 session.deferred = []
@@ -424,7 +428,9 @@ class ThreadedStore:
                     conn.execute("SAVEPOINT unit")
                     try:
                         result = unit.fn(session)
+                        session.flush()  # what it sent fails here, in its own savepoint
                     except BaseException as exc:  # noqa: BLE001 - delivered to the caller
+                        session.discard()
                         conn.execute("ROLLBACK TO unit")
                         conn.execute("RELEASE unit")
                         session.forget()
@@ -433,6 +439,11 @@ class ThreadedStore:
                     conn.execute("RELEASE unit")
                 deferred.extend(session.deferred)
                 results.append((unit, result, None))
+            if not isolate:
+                try:
+                    session.flush()  # a sent statement of some unit failed: find it in the replay
+                except Exception as exc:
+                    raise _UnitFailed from exc
             self._run_deferred(session, deferred)
             final: list[tuple[_Unit, Any, BaseException | None]] = []
             for unit, result, error in results:
@@ -442,8 +453,10 @@ class ThreadedStore:
                     except BaseException as exc:  # noqa: BLE001
                         error = exc
                 final.append((unit, result, error))
-            conn.execute("COMMIT")
+            session.send_text("COMMIT")  # with the batch's last sent statements, in one round trip
+            session.flush()
         except BaseException as exc:
+            session.discard()
             if not isinstance(exc, _UnitFailed):
                 log.exception("write batch failed")
             session.deferred = []

@@ -1,25 +1,27 @@
-"""Group commit: concurrent writes share one transaction, and a failing one undoes only itself."""
+"""Group commit: concurrent writes share one transaction, and a failing one undoes only itself (both stores)."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+import threading
 from typing import Any
 
 import pytest
 
 from stadsdata.errors import STAError, ValidationError
-from stadsdata.model.entities import sensing_registry
+from stadsdata.model.entities import OBSERVATION, sensing_registry
 from stadsdata.query.options import parse_options
 from stadsdata.query.path import parse_path
 from stadsdata.service import Service
-from stadsdata.store.sqlite import SQLiteStore
+from stadsdata.settings import Settings
+from stadsdata.store import open_store
+from stadsdata.store.threaded import ThreadedStore
 from tests import fixtures as f
 
 
-def _setup(tmp_path: Path) -> tuple[Service, SQLiteStore]:
+def _setup(settings: Settings) -> tuple[Service, ThreadedStore]:
     registry = sensing_registry()
-    store = SQLiteStore(tmp_path / "gc.db", registry, synchronous="NORMAL")
+    store = open_store(settings.db, registry, synchronous=settings.synchronous)
     return Service(registry, store), store
 
 
@@ -28,8 +30,8 @@ async def _count(service: Service, set_path: str) -> int:
     return int(result.data.count)  # type: ignore[union-attr,arg-type]
 
 
-def test_failing_units_undo_only_themselves(tmp_path: Path) -> None:
-    service, store = _setup(tmp_path)
+def test_failing_units_undo_only_themselves(settings: Settings) -> None:
+    service, store = _setup(settings)
     registry = service.registry
 
     async def run() -> list[Any]:
@@ -65,9 +67,9 @@ def test_failing_units_undo_only_themselves(tmp_path: Path) -> None:
     )
 
 
-def test_batches_are_grouped(tmp_path: Path) -> None:
+def test_batches_are_grouped(settings: Settings) -> None:
     """Many concurrent writes take far fewer commits than writes (measured through the commit hook)."""
-    service, store = _setup(tmp_path)
+    service, store = _setup(settings)
     commits = 0
     original = store._attempt
 
@@ -87,9 +89,9 @@ def test_batches_are_grouped(tmp_path: Path) -> None:
     assert commits < 100
 
 
-def test_a_failing_transaction_block_is_not_replayed(tmp_path: Path) -> None:
+def test_a_failing_transaction_block_is_not_replayed(settings: Settings) -> None:
     """An atomic block (as $batch change sets use) next to failing units: its effects appear once or never."""
-    service, store = _setup(tmp_path)
+    service, store = _setup(settings)
     registry = service.registry
     things = parse_path(registry, "Things")
 
@@ -116,8 +118,8 @@ def test_a_failing_transaction_block_is_not_replayed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("n", [1, 7])
-def test_results_reach_every_caller(tmp_path: Path, n: int) -> None:
-    service, store = _setup(tmp_path)
+def test_results_reach_every_caller(settings: Settings, n: int) -> None:
+    service, store = _setup(settings)
 
     async def run() -> list[Any]:
         things = parse_path(service.registry, "Things")
@@ -127,3 +129,52 @@ def test_results_reach_every_caller(tmp_path: Path, n: int) -> None:
 
     out = asyncio.run(run())
     assert sorted(e.id for e in out) == list(range(1, n + 1))
+
+
+def test_a_row_the_database_refuses_fails_alone(settings: Settings) -> None:
+    """A write that the rules let through but the database refuses (an Observation of a Datastream that is not
+    there, inserted directly) fails alone. It comes last in a batch of 40: on PostgreSQL the batch's inserts go out
+    without waiting for each other, so its error shows only after the last unit; the batch is then run again to
+    find the culprit, and the others are committed."""
+    service, store = _setup(settings)
+    registry = service.registry
+
+    async def run() -> tuple[list[Any], int, list[int]]:
+        body = f.datastream(
+            Thing=f.thing(Locations=[f.location()]), Sensor=f.sensor(), ObservedProperty=f.observed_property()
+        )
+        await service.create(parse_path(registry, "Datastreams"), body)
+        observations = parse_path(registry, "Datastreams(1)/Observations")
+        first = await service.create(observations, {"result": 0})
+        feature = first.links["FeatureOfInterest"]
+
+        def orphan(tx: Any) -> int:
+            props = {"phenomenonTime": (1_000_000, None), "result": -1}
+            return int(tx.insert(OBSERVATION, props, {"datastream_id": 999, "feature_of_interest_id": feature}))
+
+        # Hold the writer until all 40 units are queued, so that they run as one batch in this order.
+        started, release = threading.Event(), threading.Event()
+
+        def hold(tx: Any) -> None:
+            started.set()
+            release.wait(10)
+
+        held = asyncio.ensure_future(store.write(hold))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+        calls = [asyncio.ensure_future(service.create(observations, {"result": i})) for i in range(1, 40)]
+        calls.append(asyncio.ensure_future(store.write(orphan)))
+        while store._queue.qsize() < 40:
+            await asyncio.sleep(0.001)
+        release.set()
+        await held
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        count = await _count(service, "Datastreams(1)/Observations")
+        listed = await service.read(observations, parse_options({"$orderby": "result", "$select": "result"}))
+        await store.close()
+        return results, count, [e.values["result"] for e in listed.data.items]  # type: ignore[union-attr]
+
+    results, count, stored = asyncio.run(run())
+    assert [i for i, r in enumerate(results) if isinstance(r, BaseException)] == [39]
+    assert "foreign key" in str(results[39]).lower(), results[39]
+    assert count == 40
+    assert stored == list(range(40))
