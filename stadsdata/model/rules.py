@@ -153,18 +153,17 @@ class Rules:
         datastream_id = parent_id
         thing_id = ds.links["Thing"]
         assert thing_id is not None
-        loc_ids = tx.related_ids(THING, thing_id, THING.relation("Locations"))  # type: ignore[arg-type]
-        if not loc_ids:
+        first = tx.location_feature(thing_id)
+        if first is None:
             field = f"{where}.FeatureOfInterest" if where else "FeatureOfInterest"
             raise ValidationError(
                 f"{field} is missing, and Thing {thing_id} of {parent.name} {datastream_id} has no Location "
                 "to derive one from; give a FeatureOfInterest or a Location for the Thing",
                 field=field,
             )
-        loc_id = loc_ids[0]
-        found = tx.scalar_generated_foi(loc_id)
-        if found is not None and tx.exists(FEATURE_OF_INTEREST, found):
-            return int(found)
+        loc_id, found = first
+        if found is not None:
+            return found
         loc = tx.get(LOCATION, loc_id)
         assert loc is not None
         feature = loc.values["location"]

@@ -75,7 +75,7 @@ def apply_counts(session: Tx, items: list[list[Delta]]) -> None:
 
         if tx.dialect.array_rows:
             arrays = {"parent": [c["parent"] for c in changes], "delta": [c["delta"] for c in changes]}
-            changed = tx.run(("count_add", column, True), partial(add, column, True), **arrays).rowcount
+            changed = tx.rowcount(tx.run(("count_add", column, True), partial(add, column, True), **arrays))
         else:
             changed = tx.run_many(("count_add", column, False), add, changes)
         if changed == len(changes):

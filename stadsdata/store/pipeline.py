@@ -5,14 +5,19 @@ hundreds of statements per batch whose results nobody waits for: the inserts of
 single Observations (their ids are taken from the sequence beforehand), updates,
 hourly summaries, the COMMIT. ``send`` queues such a statement in libpq's
 pipeline mode (through psycopg's ``Connection.pipeline``); the server starts on
-it at once, and the client waits only at the next ``flush``, or at the next
-statement run the ordinary way (``execute``, ``cursor``), which flushes first.
-Statements therefore still run in the order they were given.
+it at once, and the client waits only at the next ``flush``. Until then a
+statement whose rows are needed (``execute`` and a fetch) joins the queue, and
+the fetch waits for the statements up to it, in one round trip: BEGIN, the
+inserts and updates of some units and the lookup of the next go together.
+Statements run in the order they were given. What is done is known only after
+a fetch or a ``flush``: a caller that needs a statement's row count, or its
+COMMIT confirmed, flushes first.
 
 An insert that is sent needs its id before the row exists, so the writer takes
 ids from the table's sequence ahead, as many at a time as its batch has units
-(``next_id``); ids that a rolled-back batch took are skipped, as a sequence
-always does.
+or at least ``AHEAD`` (``next_id``). Ids taken and not used are skipped, as a
+sequence always skips the ids of rolled-back inserts: a restart leaves a gap of
+fewer than ``AHEAD`` ids in a table the server wrote to.
 
 A failing sent statement is reported by ``flush`` (or by the ``execute`` that
 flushed): the caller then treats its transaction as failed, as it would have
@@ -26,6 +31,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from typing import Any
+
+AHEAD = 64
+"""The fewest ids the writer takes from a table's sequence at a time: one statement per 64 rows at most."""
 
 
 def take_ids(conn: Any, table: str, n: int) -> list[int]:
@@ -46,10 +54,11 @@ class PipelinedConnection:
         self._ids: dict[str, list[int]] = {}  # ids taken ahead, by table, the next one last
 
     def next_id(self, table: str, ahead: int) -> int:
-        """A new id for a row of ``table``; when none is left, ``ahead`` more are taken from its sequence."""
+        """A new id for a row of ``table``; when none is left, ``ahead`` more (at least ``AHEAD``) are taken from
+        its sequence."""
         ids = self._ids.get(table)
         if not ids:
-            ids = self._ids[table] = take_ids(self, table, max(ahead, 1))[::-1]
+            ids = self._ids[table] = take_ids(self, table, max(ahead, AHEAD))[::-1]
         return ids.pop()
 
     def send(self, sql: str, params: Any = None) -> Any:
@@ -71,10 +80,11 @@ class PipelinedConnection:
             self.flush()
 
     def execute(self, sql: str, params: Any = None, **kwargs: Any) -> Any:
-        self.flush()
+        """Run ``sql``; while statements are being sent it joins them, and fetching its rows waits for it alone."""
         return self.raw.execute(sql, params, **kwargs)
 
     def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        """A cursor outside pipeline mode (COPY and ``executemany`` need one): waits for what was sent first."""
         self.flush()
         return self.raw.cursor(*args, **kwargs)
 

@@ -30,7 +30,7 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter, ClauseElement
 
-from stadsdata.model.entities import EntityType, FkOnSource, LinkTable, Registry, Relation
+from stadsdata.model.entities import THING, EntityType, FkOnSource, LinkTable, Registry, Relation
 from stadsdata.query.ast import BinaryOp, Call, Expr, UnaryOp
 from stadsdata.query.plan import ReadPlan, Step
 from stadsdata.store import codec, hours
@@ -231,7 +231,8 @@ class SqlSession:
         self.pipelined = isinstance(conn, PipelinedConnection)
         """Whether statements whose outcome is not needed at once are sent without waiting (``pipeline.py``)."""
         self.units = 1
-        """How many units the writer's current batch has: a pipelined insert takes that many ids ahead."""
+        """How many units the writer's current batch has: a pipelined insert takes ids for at least that many
+        rows ahead (``PipelinedConnection.next_id``)."""
 
     # -- execution ------------------------------------------------------------------
 
@@ -265,6 +266,11 @@ class SqlSession:
         else:
             self.conn.execute(sql)
 
+    def rowcount(self, cur: Any) -> int:
+        """How many rows the statement of ``cur`` changed (known once what was sent is done)."""
+        self.flush()
+        return int(cur.rowcount)
+
     def flush(self) -> None:
         """Wait for what was sent; raise the error of a sent statement that failed."""
         if self.pipelined:
@@ -288,7 +294,7 @@ class SqlSession:
         self.memo.clear()
         self.inserted.clear()
         sql, params = self._compile(stmt)
-        return self.conn.execute(sql, params(None)).rowcount  # type: ignore[no-any-return]
+        return self.rowcount(self.conn.execute(sql, params(None)))
 
     def shape(self, entity: EntityType, select_: tuple[str, ...] | None) -> EntityShape:
         key = (entity.name, select_)
@@ -617,7 +623,7 @@ class SqlSession:
             # Its Observations go by ON DELETE CASCADE, past this code: what they count for, first.
             self._cascading(id)
         cur = self.run(("delete", entity.table), lambda: delete(table).where(table.c.id == bindparam("pk")), pk=id)
-        return cur.rowcount > 0  # type: ignore[no-any-return]
+        return self.rowcount(cur) > 0
 
     def _cascading(self, feature_id: int) -> None:
         """Note what deleting FeatureOfInterest ``feature_id`` changes: its Observations' counts per parent, and
@@ -640,21 +646,14 @@ class SqlSession:
                 self.defer(HOURS, (ds, hours.hour_of(first), hours.hour_of(last)))
         self.defer(COUNTS, deltas)
 
-    def exists(self, entity: EntityType, id: int) -> bool:
-        key = ("exists", entity.table, id)
-        found = self.memo.get(key)
-        if found is None:
-            table = self.table(entity)
-            cur = self.run(
-                ("exists", entity.table), lambda: select(table.c.id).where(table.c.id == bindparam("pk")), pk=id
-            )
-            found = self.memo[key] = cur.fetchone() is not None
-        return bool(found)
-
-    def get(self, entity: EntityType, id: int) -> Entity | None:
-        inserted = self.inserted.pop((entity.table, id), None)
-        if inserted is not None:  # once: the caller may change the Entity it gets
-            return inserted if isinstance(inserted, Entity) else inserted.entity()
+    def _row(self, entity: EntityType, id: int) -> Any:
+        """The row of ``entity`` ``id`` as ``get`` reads it, or None. A row of any table but Observations is
+        remembered in ``memo``: the units of a batch that check a Datastream's existence, derive its
+        FeatureOfInterest and widen its extent read it once."""
+        remember = entity.table != "observations"
+        key = ("row", entity.table, id)
+        if remember and key in self.memo:
+            return self.memo[key]
         shape = self.shape(entity, None)
         table = self.table(entity)
 
@@ -662,7 +661,19 @@ class SqlSession:
             return select(*(table.c[c] for c in shape.columns)).where(table.c.id == bindparam("pk"))
 
         row = self.run(("get", entity.name), build, pk=id).fetchone()
-        return shape.decode(row) if row is not None else None
+        if remember:
+            self.memo[key] = row
+        return row
+
+    def exists(self, entity: EntityType, id: int) -> bool:
+        return (entity.table, id) in self.inserted or self._row(entity, id) is not None
+
+    def get(self, entity: EntityType, id: int) -> Entity | None:
+        inserted = self.inserted.pop((entity.table, id), None)
+        if inserted is not None:  # once: the caller may change the Entity it gets
+            return inserted if isinstance(inserted, Entity) else inserted.entity()
+        row = self._row(entity, id)
+        return self.shape(entity, None).decode(row) if row is not None else None
 
     def _related(self, entity: EntityType, rel: Relation, count: bool) -> ClauseElement:
         target = self.registry.target(rel)
@@ -705,16 +716,28 @@ class SqlSession:
             return stmt
 
         values = {"source": source} if target is None else {"source": source, "target": target}
-        return self.run(("unlink", link.table, target is None), build, **values).rowcount  # type: ignore[no-any-return]
+        return self.rowcount(self.run(("unlink", link.table, target is None), build, **values))
 
-    def scalar_generated_foi(self, location_id: int) -> int | None:
-        table = self.metadata.tables["locations"]
+    def location_feature(self, thing_id: int) -> tuple[int, int | None] | None:
+        """The Thing's first Location (lowest id) and the FeatureOfInterest generated from it, if that still
+        exists; None when the Thing has no Location. One statement."""
+        link = self.registry.storage(THING.relation("Locations"))  # type: ignore[arg-type]
+        assert isinstance(link, LinkTable)
+        links = self.metadata.tables[link.table]
+        locations = self.metadata.tables["locations"]
+        features = self.metadata.tables["features_of_interest"]
 
         def build() -> ClauseElement:
-            return select(table.c.generated_foi_id).where(table.c.id == bindparam("pk"))
+            first = (
+                select(func.min(links.c[link.target_column]))
+                .where(links.c[link.source_column] == bindparam("thing"))
+                .scalar_subquery()
+            )
+            joined = locations.outerjoin(features, features.c.id == locations.c.generated_foi_id)
+            return select(locations.c.id, features.c.id).select_from(joined).where(locations.c.id == first)
 
-        row = self.run(("generated_foi",), build, pk=location_id).fetchone()
-        return None if row is None else row[0]
+        row = self.run(("location_feature",), build, thing=thing_id).fetchone()
+        return None if row is None else (row[0], row[1])
 
     def set_generated_foi(self, location_id: int, foi_id: int | None) -> None:
         self._written("locations")
@@ -765,7 +788,7 @@ class SqlSession:
             )
 
         cur = self.run(("claim",), build, source=source, msg_key=key, received=received)
-        return cur.rowcount == 1  # type: ignore[no-any-return]
+        return self.rowcount(cur) == 1
 
     def add_dead_letter(
         self, source: str, path: str, reason: str, payload: bytes, received: int, topic: str | None = None

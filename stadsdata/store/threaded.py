@@ -190,6 +190,7 @@ class ThreadedStore:
         start = time.perf_counter()
         # One snapshot for all statements of the request (page, count, expands).
         begin = snapshot or self.snapshot_always
+        session.forget()  # what a previous read remembered may have changed since
         if begin:
             session.conn.execute(self.begin_read)
         try:
@@ -343,7 +344,8 @@ class ThreadedStore:
                 self._run_deferred(session, session.deferred)
                 if isinstance(result, Finish):
                     result = result.fn(session)
-                conn.execute("COMMIT")
+                session.send_text("COMMIT")
+                session.flush()
             except BaseException:
                 session.discard()
                 conn.execute("ROLLBACK")
@@ -416,7 +418,7 @@ class ThreadedStore:
         try:
             session.forget()
             session.units = len(batch)
-            conn.execute(self.begin_write)
+            session.send_text(self.begin_write)
             for unit in batch:
                 session.deferred = []
                 if not isolate:

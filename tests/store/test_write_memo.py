@@ -7,8 +7,16 @@ Location the Thing has by then, not the one remembered for the first.
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+from typing import Any
+
 from starlette.testclient import TestClient
 
+from stadsdata.model.entities import DATASTREAM, sensing_registry
+from stadsdata.query.path import parse_path
+from stadsdata.service import Service
+from stadsdata.store.sqlite import SQLiteStore
 from tests import fixtures as f
 from tests.api.test_batch import batch, req, setup_thing
 
@@ -49,3 +57,28 @@ def test_a_feature_made_in_a_rolled_back_group_is_not_reused(client: TestClient)
     assert _features(client) == ["Roombeek 12"]
     r = client.get(f"{V}/FeaturesOfInterest", params={"$select": "id"})
     assert len(r.json()["value"]) == 1
+
+
+def test_a_reader_does_not_remember_rows_from_one_read_to_the_next(tmp_path: Path) -> None:
+    """Reads on a reader connection see each new snapshot: what an earlier read looked up (that a Datastream is
+    not there, its name) is not taken for true later, after a write changed it."""
+    registry = sensing_registry()
+    store = SQLiteStore(tmp_path / "memo.db", registry, synchronous="NORMAL", readers=1)
+    service = Service(registry, store)
+
+    async def run() -> list[Any]:
+        def look(tx: Any) -> tuple[bool, Any]:
+            found = tx.get(DATASTREAM, 1)
+            return tx.exists(DATASTREAM, 1), found.values["name"] if found else None
+
+        seen = [await store.run_read(look)]
+        body = f.datastream(Thing=f.thing(), Sensor=f.sensor(), ObservedProperty=f.observed_property())
+        await service.create(parse_path(registry, "Datastreams"), body)
+        seen.append(await store.run_read(look))
+        await service.update(parse_path(registry, "Datastreams(1)"), {"name": "renamed"}, "patch")
+        seen.append(await store.run_read(look))
+        await store.close()
+        return seen
+
+    seen = asyncio.run(run())
+    assert seen == [(False, None), (True, f.datastream()["name"]), (True, "renamed")]
