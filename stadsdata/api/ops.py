@@ -17,9 +17,10 @@ import asyncio
 import datetime as dt
 import gc
 import logging
+import random
 import re
-import secrets
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -142,7 +143,9 @@ class RequestLog:
                     request_id = text
                 break
         if request_id is None:
-            request_id = secrets.token_hex(8)
+            # A correlation id, not a secret: 64 bits from the process's generator, without the system call of
+            # secrets.token_hex, made for every request.
+            request_id = f"{random.getrandbits(64):016x}"
         header = (b"x-request-id", request_id.encode())
         status = 500
         size = 0
@@ -279,18 +282,71 @@ def tune_garbage_collection() -> None:
     gc.set_threshold(YOUNG_OBJECTS, middle, full)
 
 
+FLUSH_EVERY = 0.2
+"""Seconds the JSON lines of a log file or pipe may wait in memory before they are written."""
+
+
+class BufferedLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Lines for a file or pipe, written through a buffer: at most every ``FLUSH_EVERY`` seconds (a thread of its
+    own), at once for a warning or an error, and at exit (``logging.shutdown``).
+
+    The server writes an access line per request. Written one by one, each line was a system call that also
+    handed the interpreter lock to the writer thread and back: about 6 % of the single POST rate on PostgreSQL.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._closed = threading.Event()
+        threading.Thread(target=self._flush_often, name="stadsdata-log", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+            if record.levelno >= logging.WARNING:
+                self.flush()
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - logging's own rule: report, never raise
+            self.handleError(record)
+
+    def _flush_often(self) -> None:
+        while not self._closed.wait(FLUSH_EVERY):
+            self.flush()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.flush()
+        super().close()
+
+
 def configure_logging(level: str = "INFO", stream: Any = None, json_lines: bool | None = None) -> None:
-    """Log to ``stream`` (stderr): JSON lines when it is not a terminal, readable lines when it is."""
+    """Log to ``stream`` (stderr): JSON lines when it is not a terminal, readable lines when it is. JSON lines
+    to a file or pipe go through a buffer (``BufferedLineHandler``); a terminal gets each line at once."""
     stream = stream or sys.stderr
     if json_lines is None:
         json_lines = not (hasattr(stream, "isatty") and stream.isatty())
-    handler = logging.StreamHandler(stream)
+    fileno = _fileno(stream)
+    if json_lines and fileno is not None:
+        stream.flush()
+        buffered = open(fileno, "w", buffering=1 << 16, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115 - the handler owns it
+        handler: logging.StreamHandler[Any] = BufferedLineHandler(buffered)
+    else:
+        handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if json_lines else ReadableFormatter())
     # Neither format shows the caller's file and line or the thread and process: not looking them up takes
     # a fifth off a log line, and the server writes one per request (the logging documentation's advice).
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger("stadsdata")
+    for old in root.handlers:
+        old.close()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+
+
+def _fileno(stream: Any) -> int | None:
+    try:
+        return int(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # io.StringIO and the like, a closed stream
+        return None

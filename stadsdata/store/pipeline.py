@@ -19,6 +19,11 @@ or at least ``AHEAD`` (``next_id``). Ids taken and not used are skipped, as a
 sequence always skips the ids of rolled-back inserts: a restart leaves a gap of
 fewer than ``AHEAD`` ids in a table the server wrote to.
 
+Inserts into the same table with the same columns, one after another (the
+single-Observation POSTs of a batch), are not even sent one by one: ``add_row``
+keeps them, and they go out as one multi-row statement (over one array per
+column) before any other statement is sent or run.
+
 A failing sent statement is reported by ``flush`` (or by the ``execute`` that
 flushed): the caller then treats its transaction as failed, as it would have
 after the statement itself. The writer calls ``flush`` at the end of each unit
@@ -29,7 +34,7 @@ charged to the unit that caused it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 AHEAD = 64
@@ -45,12 +50,35 @@ def take_ids(conn: Any, table: str, n: int) -> list[int]:
     return [r[0] for r in rows]
 
 
+class Rows:
+    """Rows of one multi-row INSERT … RETURNING (``PipelinedConnection.add_row``); ``row(id)`` gives one back."""
+
+    __slots__ = ("by_id", "conn", "cursor", "params", "rows", "sql")
+
+    def __init__(self, conn: PipelinedConnection, sql: str, params: Callable[[list[list[Any]]], Any]) -> None:
+        self.conn = conn
+        self.sql = sql
+        self.params = params
+        self.rows: list[tuple[Any, ...]] = []
+        self.cursor: Any = None
+        self.by_id: dict[Any, tuple[Any, ...]] | None = None
+
+    def row(self, id: int) -> tuple[Any, ...]:
+        """The returned row whose first column is ``id`` (sends the rows first if they still wait)."""
+        if self.cursor is None:
+            self.conn.send_rows()
+        if self.by_id is None:
+            self.by_id = {r[0]: r for r in self.cursor.fetchall()}
+        return self.by_id[id]
+
+
 class PipelinedConnection:
     """A psycopg connection with ``send``, ``flush`` and ``discard``; everything else is the connection's."""
 
     def __init__(self, conn: Any) -> None:
         self.raw = conn
         self._pipeline: Any = None
+        self._rows: Rows | None = None
         self._ids: dict[str, list[int]] = {}  # ids taken ahead, by table, the next one last
 
     def next_id(self, table: str, ahead: int) -> int:
@@ -61,8 +89,25 @@ class PipelinedConnection:
             ids = self._ids[table] = take_ids(self, table, max(ahead, AHEAD))[::-1]
         return ids.pop()
 
+    def add_row(self, sql: str, params: Callable[[list[list[Any]]], Any], row: tuple[Any, ...]) -> Rows:
+        """Keep ``row`` for the multi-row statement ``sql``, whose parameters ``params`` makes from one list of
+        values per column; rows for the same statement given one after another go out together."""
+        rows = self._rows
+        if rows is None or rows.sql != sql:
+            self.send_rows()
+            rows = self._rows = Rows(self, sql, params)
+        rows.rows.append(row)
+        return rows
+
+    def send_rows(self) -> None:
+        """Send the rows ``add_row`` keeps, as one statement."""
+        rows, self._rows = self._rows, None
+        if rows is not None:
+            rows.cursor = self.send(rows.sql, rows.params([list(column) for column in zip(*rows.rows, strict=True)]))
+
     def send(self, sql: str, params: Any = None) -> Any:
         """Run ``sql`` without waiting for it; its cursor's rows can be fetched later (that waits)."""
+        self.send_rows()
         if self._pipeline is None:
             self._pipeline = self.raw.pipeline()
             self._pipeline.__enter__()
@@ -70,17 +115,20 @@ class PipelinedConnection:
 
     def flush(self) -> None:
         """Wait for everything sent; raise the error of the first sent statement that failed."""
+        self.send_rows()
         pipeline, self._pipeline = self._pipeline, None
         if pipeline is not None:
             pipeline.__exit__(None, None, None)
 
     def discard(self) -> None:
         """Leave pipeline mode after a failure, ignoring what the sent statements did (the caller rolls back)."""
+        self._rows = None
         with contextlib.suppress(Exception):
             self.flush()
 
     def execute(self, sql: str, params: Any = None, **kwargs: Any) -> Any:
         """Run ``sql``; while statements are being sent it joins them, and fetching its rows waits for it alone."""
+        self.send_rows()
         return self.raw.execute(sql, params, **kwargs)
 
     def cursor(self, *args: Any, **kwargs: Any) -> Any:

@@ -12,10 +12,14 @@ from typing import Any, Protocol
 
 from sqlalchemy import (
     BigInteger,
+    Float,
+    Integer,
     MetaData,
     Select,
+    String,
     Table,
     bindparam,
+    cast,
     delete,
     func,
     insert,
@@ -38,7 +42,7 @@ from stadsdata.store.base import Collection, DeadLetter, Entity
 from stadsdata.store.compile import PARENT_ID, Compiler, SqlDialect
 from stadsdata.store.counts import COUNTS, PARENT_COLUMNS, row_deltas
 from stadsdata.store.hours import HOURS
-from stadsdata.store.pipeline import PipelinedConnection
+from stadsdata.store.pipeline import PipelinedConnection, Rows
 
 _KEYS = (*PARENT_COLUMNS, "phenomenon_time_start")
 """What an Observation counts for: its parents (``counts.py``) and, with the first, its hour (``hours.py``)."""
@@ -180,17 +184,31 @@ class EntityShape:
 
 
 class _Returned:
-    """The row a sent INSERT … RETURNING gives, fetched when it is first read."""
+    """The row a multi-row INSERT … RETURNING gives for ``id``, fetched when it is first read."""
 
-    __slots__ = ("cursor", "shape")
+    __slots__ = ("id", "rows", "shape")
 
-    def __init__(self, shape: EntityShape, cursor: Any) -> None:
+    def __init__(self, shape: EntityShape, rows: Rows, id: int) -> None:
         self.shape = shape
-        self.cursor = cursor
+        self.rows = rows
+        self.id = id
 
     def entity(self) -> Entity:
-        found: Entity = self.shape.decode(self.cursor.fetchone())
+        found: Entity = self.shape.decode(self.rows.row(self.id))
         return found
+
+
+def _array_element(type_: Any) -> tuple[Any, Callable[[Any], Any] | None]:
+    """The element type of an array parameter for a column of ``type_`` (without a collation, which an array
+    cast does not take), and the conversion that gives all of an array's values one Python type (an int among
+    floats, a bool among ints)."""
+    if isinstance(type_, Float):
+        return Float(), float
+    if isinstance(type_, Integer):  # BigInteger and SmallInteger too
+        return type(type_)(), int
+    if isinstance(type_, String):  # Text too
+        return type(type_)(), None
+    return type_, None
 
 
 class SqlSession:
@@ -481,10 +499,12 @@ class SqlSession:
         values.update(fks)
         shape = self.shape(entity, None)
         # The new row as stored, for the read of it that answers the request (one statement less per create).
-        if self.pipelined:  # sent with an id taken ahead; its row is fetched when it is read
+        if self.pipelined:  # with an id taken ahead, among the rows of a multi-row insert; read when asked for
             new_id = values["id"] = self.conn.next_id(entity.table, self.units)
-            sql, params = self._insert_sql(entity.table, tuple(values), shape)
-            self.inserted[(entity.table, new_id)] = _Returned(shape, self.conn.send(sql, params(values)))
+            rows_sql, make = self._rows_sql(entity.table, tuple(values), shape)
+            self.inserted[(entity.table, new_id)] = _Returned(
+                shape, self.conn.add_row(rows_sql, make, tuple(values.values())), new_id
+            )
         else:
             sql, params = self._insert_sql(entity.table, tuple(values), shape)
             row = self.conn.execute(sql, params(values)).fetchone()
@@ -522,6 +542,35 @@ class SqlSession:
                     hours.added(values, ds_at, start_at, place["phenomenon_time_end"], type_at, number_at or 0),
                 )
         return ids
+
+    def _rows_sql(
+        self, table_name: str, columns: tuple[str, ...], shape: EntityShape
+    ) -> tuple[str, Callable[[list[list[Any]]], Any]]:
+        """INSERT … SELECT FROM unnest(one array per column) RETURNING the rows (``shape``'s columns, id first),
+        and what makes its parameters from the lists of values, column by column: the multi-row insert of a
+        pipelined writer (``PipelinedConnection.add_row``). Compiled once per table and column set."""
+        key = ("insert_rows", table_name, columns)
+        found: Any = self.statements.get(key)
+        if found is None:
+            table = self.metadata.tables[table_name]
+            kinds = [_array_element(table.c[c].type) for c in columns]
+            arrays = [cast(bindparam(c, type_=ARRAY(t)), ARRAY(t)) for c, (t, _) in zip(columns, kinds, strict=True)]
+            given = func.unnest(*arrays).table_valued(*columns).render_derived().alias("given")
+            returned = [table.c[c] for c in shape.columns]
+            stmt = insert(table).from_select(list(columns), select(*given.c)).returning(*returned)
+            sql, params = compile_statement(stmt, self.dialect.sa_dialect)
+            converters = [convert for _, convert in kinds]
+
+            def make(lists: list[list[Any]]) -> Any:
+                return params(
+                    {
+                        c: values if convert is None else [None if v is None else convert(v) for v in values]
+                        for c, convert, values in zip(columns, converters, lists, strict=True)
+                    }
+                )
+
+            found = self.statements[key] = (sql, make)  # type: ignore[assignment]
+        return found  # type: ignore[no-any-return]
 
     def _insert_sql(self, table_name: str, columns: tuple[str, ...], shape: EntityShape) -> Compiled:
         """INSERT … RETURNING the row (``shape``'s columns, id first), compiled once per table and column set

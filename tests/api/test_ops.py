@@ -6,6 +6,8 @@ import io
 import json
 import logging
 import re
+import time
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -131,6 +133,32 @@ def test_readable_lines_on_a_terminal() -> None:
     finally:
         logging.getLogger("stadsdata").handlers.clear()
     assert re.fullmatch(r"\d\d:\d\d:\d\d INFO    GET /v1\.1 200  1\.2 ms  10 B  id=x1\n", stream.getvalue())
+
+
+def test_json_lines_to_a_file_are_buffered_briefly_and_warnings_at_once(tmp_path: Path) -> None:
+    """Access lines to a file or pipe wait at most ``FLUSH_EVERY`` seconds in memory; a warning is written at
+    once (with the lines before it), and everything is written when logging shuts down."""
+    path = tmp_path / "server.log"
+    with path.open("w") as stream:
+        ops.configure_logging(stream=stream)
+        try:
+            access = logging.getLogger("stadsdata.access")
+            access.info("%s %s %d", "GET", "/v1.1", 200, extra={"request_id": "a1"})
+            assert path.read_text() == ""  # still in memory: no system call per line
+            deadline = time.monotonic() + 10 * ops.FLUSH_EVERY
+            while not path.read_text() and time.monotonic() < deadline:
+                time.sleep(ops.FLUSH_EVERY / 4)
+            assert [json.loads(x)["request_id"] for x in path.read_text().splitlines()] == ["a1"]
+            access.info("%s %s %d", "GET", "/v1.1", 200, extra={"request_id": "a2"})
+            logging.getLogger("stadsdata.store").warning("the disk is nearly full")
+            lines = [json.loads(x) for x in path.read_text().splitlines()]
+            assert [x.get("request_id") or x["message"] for x in lines] == ["a1", "a2", "the disk is nearly full"]
+            access.info("%s %s %d", "GET", "/v1.1", 200, extra={"request_id": "a3"})
+        finally:
+            for handler in logging.getLogger("stadsdata").handlers:
+                handler.close()  # as logging.shutdown does at exit
+            logging.getLogger("stadsdata").handlers.clear()
+    assert json.loads(path.read_text().splitlines()[-1])["request_id"] == "a3"
 
 
 @pytest.mark.parametrize(

@@ -131,6 +131,24 @@ def test_results_reach_every_caller(settings: Settings, n: int) -> None:
     assert sorted(e.id for e in out) == list(range(1, n + 1))
 
 
+async def _one_batch(store: ThreadedStore, calls: list[Any]) -> list[Any]:
+    """Run the writes ``calls`` as one batch, in this order: the writer is held until all of them are queued."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold(tx: Any) -> None:
+        started.set()
+        release.wait(10)
+
+    held = asyncio.ensure_future(store.write(hold))
+    await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    while store._queue.qsize() < len(calls):
+        await asyncio.sleep(0.001)
+    release.set()
+    await held
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def test_a_row_the_database_refuses_fails_alone(settings: Settings) -> None:
     """A write that the rules let through but the database refuses (an Observation of a Datastream that is not
     there, inserted directly) fails alone. It comes last in a batch of 40: on PostgreSQL the batch's inserts go out
@@ -152,22 +170,8 @@ def test_a_row_the_database_refuses_fails_alone(settings: Settings) -> None:
             props = {"phenomenonTime": (1_000_000, None), "result": -1}
             return int(tx.insert(OBSERVATION, props, {"datastream_id": 999, "feature_of_interest_id": feature}))
 
-        # Hold the writer until all 40 units are queued, so that they run as one batch in this order.
-        started, release = threading.Event(), threading.Event()
-
-        def hold(tx: Any) -> None:
-            started.set()
-            release.wait(10)
-
-        held = asyncio.ensure_future(store.write(hold))
-        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
-        calls = [asyncio.ensure_future(service.create(observations, {"result": i})) for i in range(1, 40)]
-        calls.append(asyncio.ensure_future(store.write(orphan)))
-        while store._queue.qsize() < 40:
-            await asyncio.sleep(0.001)
-        release.set()
-        await held
-        results = await asyncio.gather(*calls, return_exceptions=True)
+        calls = [service.create(observations, {"result": i}) for i in range(1, 40)]
+        results = await _one_batch(store, [*calls, store.write(orphan)])
         count = await _count(service, "Datastreams(1)/Observations")
         listed = await service.read(observations, parse_options({"$orderby": "result", "$select": "result"}))
         await store.close()
@@ -178,3 +182,37 @@ def test_a_row_the_database_refuses_fails_alone(settings: Settings) -> None:
     assert "foreign key" in str(results[39]).lower(), results[39]
     assert count == 40
     assert stored == list(range(40))
+
+
+RESULTS: list[Any] = [1, 2.5, True, -7, "seven", None, {"level": 1.25}, [1, 2], False, 10**15, 0.1, ""]
+
+
+def test_one_batch_of_observations_with_every_kind_of_result(settings: Settings) -> None:
+    """Single POSTs of one batch go into the database together (on PostgreSQL as one multi-row insert, whose
+    columns are arrays): numbers that are ints and floats, booleans, strings, JSON and null results, with and
+    without a resultTime, come back as they were given, in the responses and when read."""
+    service, store = _setup(settings)
+    registry = service.registry
+
+    async def run() -> tuple[list[Any], list[Any]]:
+        body = f.datastream(
+            Thing=f.thing(Locations=[f.location()]), Sensor=f.sensor(), ObservedProperty=f.observed_property()
+        )
+        await service.create(parse_path(registry, "Datastreams"), body)
+        observations = parse_path(registry, "Datastreams(1)/Observations")
+        bodies = [
+            {"result": r, "phenomenonTime": f"2026-01-01T00:00:{i:02d}Z"}
+            | ({"resultTime": "2026-01-02T00:00:00Z"} if i % 2 else {})
+            for i, r in enumerate(RESULTS)
+        ]
+        created = await _one_batch(store, [service.create(observations, b) for b in bodies])
+        listed = await service.read(observations, parse_options({"$orderby": "phenomenonTime"}))
+        await store.close()
+        return created, listed.data.items  # type: ignore[union-attr]
+
+    created, listed = asyncio.run(run())
+    assert [e.values["result"] for e in created] == RESULTS
+    assert [e.values["result"] for e in listed] == RESULTS
+    assert [type(e.values["result"]) for e in listed] == [type(r) for r in RESULTS]
+    assert [e.values["resultTime"] is not None for e in listed] == [i % 2 == 1 for i in range(len(RESULTS))]
+    assert [e.id for e in listed] == [e.id for e in created]
