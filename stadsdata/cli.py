@@ -389,6 +389,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from stadsdata.api.app import create_app
     from stadsdata.api.ops import configure_logging, tune_garbage_collection
+    from stadsdata.api.protocol import OneWriteProtocol
 
     settings = effective(args).settings
     configure_logging(settings.log_level)
@@ -400,7 +401,17 @@ def serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", loop="auto", http="auto")
+    # No access log of uvicorn's own (the application writes one, ``RequestLog``): uvicorn would still build each
+    # line's arguments before its level dropped them.
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        loop="auto",
+        http=OneWriteProtocol,
+    )
     return 0
 
 
