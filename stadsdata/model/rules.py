@@ -243,7 +243,7 @@ class Rules:
                 if new_rt != rt:
                     changes["resultTime"] = new_rt
             area = values.get("observedArea")
-            bounds = geometry_bounds(area, "observedArea") if area else None
+            bounds = before = geometry_bounds(area, "observedArea") if area else None
             for foi in fois:
                 if foi not in foi_bounds:
                     feature = tx.get(FEATURE_OF_INTEREST, foi)
@@ -252,7 +252,7 @@ class Rules:
                     foi_bounds[foi] = geometry_bounds(feature.values["feature"], "feature")
                 b = foi_bounds[foi]
                 bounds = b if bounds is None else _union(bounds, b)
-            if bounds is not None and (area is None or bounds != geometry_bounds(area, "observedArea")):
+            if bounds is not None and bounds != before:
                 changes["observedArea"] = GeoValue(envelope(bounds), bounds)
             if changes:
                 tx.update(entity, ds_id, changes, {})

@@ -49,8 +49,9 @@ def row_deltas(rows: Iterable[Sequence[Any]], positions: dict[str, int], sign: i
 def apply_counts(session: Tx, items: list[list[Delta]]) -> None:
     """Add up a batch's count changes per parent and write each parent's row once.
 
-    The rows are changed by one statement per parent column, sent for all parents together; a parent without a row
-    yet (its first Observations) gets one counted from its Observations.
+    A parent without a row yet (its first Observations) gets one counted from its Observations. On a server that is
+    one statement per parent column for all parents, sent without waiting for it (``_upsert``); on an embedded
+    database one UPDATE per parent, and a count for a parent whose row was missing.
     """
     tx = cast("SqlSession", session)
     totals: dict[str, dict[int, int]] = {}
@@ -62,23 +63,21 @@ def apply_counts(session: Tx, items: list[list[Delta]]) -> None:
     observations = tx.metadata.tables["observations"]
     for column, per_parent in totals.items():
         changes = [{"parent": parent, "delta": delta} for parent, delta in per_parent.items() if delta]
-
-        def add(column: str = column, arrays: bool = False) -> ClauseElement:
-            if arrays:  # UPDATE … FROM unnest(:parent, :delta)
-                unnest = func.unnest(*(cast_(bindparam(name, type_=ARRAY(BigInteger)), ARRAY(BigInteger))
-                                       for name in ("parent", "delta")))  # fmt: skip
-                given = unnest.table_valued("parent", "delta").render_derived().alias("changed")
-                parent, delta = given.c.parent, given.c.delta
-            else:
-                parent, delta = bindparam("parent"), bindparam("delta")
-            return update(counts).where(counts.c[column] == parent).values(count=counts.c["count"] + delta)
-
-        if tx.dialect.array_rows:
+        if not changes:
+            continue
+        if tx.dialect.array_rows:  # one statement over arrays, sent without waiting for it
             arrays = {"parent": [c["parent"] for c in changes], "delta": [c["delta"] for c in changes]}
-            changed = tx.rowcount(tx.run(("count_add", column, True), partial(add, column, True), **arrays))
-        else:
-            changed = tx.run_many(("count_add", column, False), add, changes)
-        if changed == len(changes):
+            tx.send(("count_upsert", column), partial(_upsert, tx, column), **arrays)
+            continue
+
+        def add(column: str = column) -> ClauseElement:
+            return (
+                update(counts)
+                .where(counts.c[column] == bindparam("parent"))
+                .values(count=counts.c["count"] + bindparam("delta"))
+            )
+
+        if tx.run_many(("count_add", column), add, changes) == len(changes):
             continue
 
         def known(column: str = column) -> ClauseElement:
@@ -99,3 +98,29 @@ def apply_counts(session: Tx, items: list[list[Delta]]) -> None:
         for change in changes:
             if tx.run(("count_known", column), known, parent=change["parent"]).fetchone() is None:
                 tx.run(("count_fill", column), fill, parent=change["parent"])
+
+
+def _upsert(tx: SqlSession, column: str) -> ClauseElement:
+    """Add ``:delta[i]`` to the count of parent ``:parent[i]``, and count the Observations of a parent that has no
+    row yet, in one statement: WITH changed AS (UPDATE … FROM unnest(…) RETURNING) INSERT … the parents not in
+    ``changed`` (both parts see the batch's writes before it)."""
+    counts = tx.metadata.tables["observation_counts"]
+    observations = tx.metadata.tables["observations"]
+    parents = tx.metadata.tables[PARENT_TABLES[column]]
+    arrays = (cast_(bindparam(name, type_=ARRAY(BigInteger)), ARRAY(BigInteger)) for name in ("parent", "delta"))
+    given = func.unnest(*arrays).table_valued("parent", "delta").render_derived().alias("given")
+    changed = (
+        update(counts)
+        .where(counts.c[column] == given.c.parent)
+        .values(count=counts.c["count"] + given.c.delta)
+        .returning(counts.c[column])
+        .cte("changed")
+    )
+    counted = select(func.count()).select_from(observations).where(observations.c[column] == parents.c.id)
+    # Only for a parent that still exists (it may have been deleted later in the batch).
+    missing = (
+        select(parents.c.id, counted.scalar_subquery())
+        .join_from(given, parents, parents.c.id == given.c.parent)
+        .where(given.c.parent.not_in(select(changed.c[column])))
+    )
+    return insert(counts).from_select([column, "count"], missing).add_cte(changed)
