@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from stadsdata.errors import STAError, ValidationError
+from stadsdata.model.dataarray import parse_create
 from stadsdata.model.entities import OBSERVATION, sensing_registry
 from stadsdata.query.options import parse_options
 from stadsdata.query.path import parse_path
@@ -216,3 +217,43 @@ def test_one_batch_of_observations_with_every_kind_of_result(settings: Settings)
     assert [type(e.values["result"]) for e in listed] == [type(r) for r in RESULTS]
     assert [e.values["resultTime"] is not None for e in listed] == [i % 2 == 1 for i in range(len(RESULTS))]
     assert [e.id for e in listed] == [e.id for e in created]
+
+
+def test_single_posts_and_a_bulk_request_in_one_batch(settings: Settings) -> None:
+    """Single POSTs, a CreateObservations (COPY on PostgreSQL, which cannot join the writer's pipeline) and more
+    single POSTs in one batch: every row is stored in order of its time, and the count is exact."""
+    service, store = _setup(settings)
+    registry = service.registry
+
+    async def run() -> tuple[list[Any], int, list[Any]]:
+        body = f.datastream(
+            Thing=f.thing(Locations=[f.location()]), Sensor=f.sensor(), ObservedProperty=f.observed_property()
+        )
+        await service.create(parse_path(registry, "Datastreams"), body)
+        observations = parse_path(registry, "Datastreams(1)/Observations")
+
+        def single(i: int) -> Any:
+            return service.create(observations, {"result": i, "phenomenonTime": f"2026-01-01T00:00:{i:02d}Z"})
+
+        bulk = parse_create(
+            [
+                {
+                    "Datastream": {"@iot.id": 1},
+                    "components": ["phenomenonTime", "result"],
+                    "dataArray": [[f"2026-01-01T00:00:{i:02d}Z", i] for i in range(10, 30)],
+                }
+            ]
+        )
+        results = await _one_batch(
+            store,
+            [*(single(i) for i in range(10)), service.create_observations(bulk), *(single(i) for i in range(30, 40))],
+        )
+        count = await _count(service, "Datastreams(1)/Observations")
+        listed = await service.read(observations, parse_options({"$orderby": "phenomenonTime", "$top": "100"}))
+        await store.close()
+        return results, count, [e.values["result"] for e in listed.data.items]  # type: ignore[union-attr]
+
+    results, count, stored = asyncio.run(run())
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert count == 40
+    assert stored == list(range(40))
