@@ -12,8 +12,6 @@ from typing import Any, Protocol
 
 from sqlalchemy import (
     BigInteger,
-    Float,
-    Integer,
     MetaData,
     Select,
     String,
@@ -198,17 +196,11 @@ class _Returned:
         return found
 
 
-def _array_element(type_: Any) -> tuple[Any, Callable[[Any], Any] | None]:
-    """The element type of an array parameter for a column of ``type_`` (without a collation, which an array
-    cast does not take), and the conversion that gives all of an array's values one Python type (an int among
-    floats, a bool among ints)."""
-    if isinstance(type_, Float):
-        return Float(), float
-    if isinstance(type_, Integer):  # BigInteger and SmallInteger too
-        return type(type_)(), int
-    if isinstance(type_, String):  # Text too
-        return type(type_)(), None
-    return type_, None
+def _array_element(type_: Any) -> Any:
+    """The element type of an array parameter for a column of ``type_``: a text type without its collation, which an
+    array cast does not take. (psycopg dumps a list whose values are all of one Python type; the codec gives every
+    value of a column the same type, e.g. a float for any numeric result.)"""
+    return type(type_)() if isinstance(type_, String) else type_
 
 
 class SqlSession:
@@ -248,6 +240,7 @@ class SqlSession:
         create. Dropped when the row is changed, when anything is deleted (deletes cascade), and with ``memo``."""
         self.pipelined = isinstance(conn, PipelinedConnection)
         """Whether statements whose outcome is not needed at once are sent without waiting (``pipeline.py``)."""
+        self._send = conn.send if self.pipelined else conn.execute
         self.units = 1
         """How many units the writer's current batch has: a pipelined insert takes ids for at least that many
         rows ahead (``PipelinedConnection.next_id``)."""
@@ -272,17 +265,11 @@ class SqlSession:
     def send(self, key: tuple[Any, ...], build: Callable[[], ClauseElement], **values: Any) -> None:
         """``run`` a statement whose outcome nobody waits for: pipelined, it goes out with the next ones."""
         sql, params = self.prepared(key, build)
-        if self.pipelined:
-            self.conn.send(sql, params(values))
-        else:
-            self.conn.execute(sql, params(values))
+        self._send(sql, params(values))
 
     def send_text(self, sql: str) -> None:
         """``send`` a statement without parameters (COMMIT)."""
-        if self.pipelined:
-            self.conn.send(sql)
-        else:
-            self.conn.execute(sql)
+        self._send(sql)
 
     def rowcount(self, cur: Any) -> int:
         """How many rows the statement of ``cur`` changed (known once what was sent is done)."""
@@ -553,21 +540,15 @@ class SqlSession:
         found: Any = self.statements.get(key)
         if found is None:
             table = self.metadata.tables[table_name]
-            kinds = [_array_element(table.c[c].type) for c in columns]
-            arrays = [cast(bindparam(c, type_=ARRAY(t)), ARRAY(t)) for c, (t, _) in zip(columns, kinds, strict=True)]
+            types = [_array_element(table.c[c].type) for c in columns]
+            arrays = [cast(bindparam(c, type_=ARRAY(t)), ARRAY(t)) for c, t in zip(columns, types, strict=True)]
             given = func.unnest(*arrays).table_valued(*columns).render_derived().alias("given")
             returned = [table.c[c] for c in shape.columns]
             stmt = insert(table).from_select(list(columns), select(*given.c)).returning(*returned)
             sql, params = compile_statement(stmt, self.dialect.sa_dialect)
-            converters = [convert for _, convert in kinds]
 
             def make(lists: list[list[Any]]) -> Any:
-                return params(
-                    {
-                        c: values if convert is None else [None if v is None else convert(v) for v in values]
-                        for c, convert, values in zip(columns, converters, lists, strict=True)
-                    }
-                )
+                return params(dict(zip(columns, lists, strict=True)))
 
             found = self.statements[key] = (sql, make)  # type: ignore[assignment]
         return found  # type: ignore[no-any-return]

@@ -12,7 +12,7 @@ from stadsdata.errors import STAError, ValidationError
 from stadsdata.model.dataarray import parse_create
 from stadsdata.model.entities import OBSERVATION, sensing_registry
 from stadsdata.query.options import parse_options
-from stadsdata.query.path import parse_path
+from stadsdata.query.path import ResourcePath, parse_path
 from stadsdata.service import Service
 from stadsdata.settings import Settings
 from stadsdata.store import open_store
@@ -26,6 +26,17 @@ def _setup(settings: Settings) -> tuple[Service, ThreadedStore]:
     return Service(registry, store), store
 
 
+async def _datastream(service: Service) -> ResourcePath:
+    """Create Datastream 1 (its Thing with a Location, for derived FeaturesOfInterest): the path of its
+    Observations."""
+    registry = service.registry
+    body = f.datastream(
+        Thing=f.thing(Locations=[f.location()]), Sensor=f.sensor(), ObservedProperty=f.observed_property()
+    )
+    await service.create(parse_path(registry, "Datastreams"), body)
+    return parse_path(registry, "Datastreams(1)/Observations")
+
+
 async def _count(service: Service, set_path: str) -> int:
     result = await service.read(parse_path(service.registry, set_path), parse_options({"$count": "true", "$top": "0"}))
     return int(result.data.count)  # type: ignore[union-attr,arg-type]
@@ -36,10 +47,7 @@ def test_failing_units_undo_only_themselves(settings: Settings) -> None:
     registry = service.registry
 
     async def run() -> list[Any]:
-        body = f.datastream(
-            Thing=f.thing(Locations=[f.location()]), Sensor=f.sensor(), ObservedProperty=f.observed_property()
-        )
-        await service.create(parse_path(registry, "Datastreams"), body)
+        await _datastream(service)
         things = parse_path(registry, "Things")
         observations = parse_path(registry, "Observations")
         calls = []
@@ -156,14 +164,9 @@ def test_a_row_the_database_refuses_fails_alone(settings: Settings) -> None:
     without waiting for each other, so its error shows only after the last unit; the batch is then run again to
     find the culprit, and the others are committed."""
     service, store = _setup(settings)
-    registry = service.registry
 
     async def run() -> tuple[list[Any], int, list[int]]:
-        body = f.datastream(
-            Thing=f.thing(Locations=[f.location()]), Sensor=f.sensor(), ObservedProperty=f.observed_property()
-        )
-        await service.create(parse_path(registry, "Datastreams"), body)
-        observations = parse_path(registry, "Datastreams(1)/Observations")
+        observations = await _datastream(service)
         first = await service.create(observations, {"result": 0})
         feature = first.links["FeatureOfInterest"]
 
@@ -193,14 +196,9 @@ def test_one_batch_of_observations_with_every_kind_of_result(settings: Settings)
     columns are arrays): numbers that are ints and floats, booleans, strings, JSON and null results, with and
     without a resultTime, come back as they were given, in the responses and when read."""
     service, store = _setup(settings)
-    registry = service.registry
 
     async def run() -> tuple[list[Any], list[Any]]:
-        body = f.datastream(
-            Thing=f.thing(Locations=[f.location()]), Sensor=f.sensor(), ObservedProperty=f.observed_property()
-        )
-        await service.create(parse_path(registry, "Datastreams"), body)
-        observations = parse_path(registry, "Datastreams(1)/Observations")
+        observations = await _datastream(service)
         bodies = [
             {"result": r, "phenomenonTime": f"2026-01-01T00:00:{i:02d}Z"}
             | ({"resultTime": "2026-01-02T00:00:00Z"} if i % 2 else {})
@@ -223,14 +221,9 @@ def test_single_posts_and_a_bulk_request_in_one_batch(settings: Settings) -> Non
     """Single POSTs, a CreateObservations (COPY on PostgreSQL, which cannot join the writer's pipeline) and more
     single POSTs in one batch: every row is stored in order of its time, and the count is exact."""
     service, store = _setup(settings)
-    registry = service.registry
 
     async def run() -> tuple[list[Any], int, list[Any]]:
-        body = f.datastream(
-            Thing=f.thing(Locations=[f.location()]), Sensor=f.sensor(), ObservedProperty=f.observed_property()
-        )
-        await service.create(parse_path(registry, "Datastreams"), body)
-        observations = parse_path(registry, "Datastreams(1)/Observations")
+        observations = await _datastream(service)
 
         def single(i: int) -> Any:
             return service.create(observations, {"result": i, "phenomenonTime": f"2026-01-01T00:00:{i:02d}Z"})
